@@ -1,0 +1,123 @@
+"""The project's command line: ``retail <command>`` (installed as a console script by uv sync).
+
+Commands:
+  up        start the local Kafka broker (KRaft) and create the topics; harmless when already up
+  down      stop the local broker (no process left behind)
+  status    show whether the broker runs, its address and topics
+  produce   send generated retail events to Kafka (rate, duration, seed, faults configurable)
+
+Every command reads its settings from RETAIL_* environment variables (docs/settings.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from retail_shared.errors import RetailError
+from retail_shared.settings import Settings
+
+__all__ = ["main"]
+
+
+def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
+    from retail_shared.kafka_broker import LocalKafka
+
+    broker = LocalKafka.from_settings(settings)
+    print(f"starting Kafka (KRaft) on {broker.address} ...", flush=True)
+    seconds = broker.start()
+    print(f"kafka ready on {broker.address}" + (f" after {seconds:.1f}s" if seconds else " (already running)"))
+    topics = broker.ensure_topics(
+        {settings.events_topic: settings.events_partitions, settings.alerts_topic: settings.alerts_partitions}
+    )
+    print("topics: " + ", ".join(f"{name} ({parts} partitions)" for name, parts in sorted(topics.items())))
+    print(f"broker log: {broker.log_file}")
+    return 0
+
+
+def _cmd_down(settings: Settings, _args: argparse.Namespace) -> int:
+    from retail_shared.kafka_broker import LocalKafka
+
+    broker = LocalKafka.from_settings(settings)
+    print("kafka stopped" if broker.stop() else "kafka was not running")
+    return 0
+
+
+def _cmd_status(settings: Settings, _args: argparse.Namespace) -> int:
+    from retail_shared.kafka_broker import LocalKafka
+
+    status = LocalKafka.from_settings(settings).status()
+    print(status.describe())
+    return 0 if status.ready else 1
+
+
+def _cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    from retail_shared.generator import GeneratorConfig, generate, produce
+
+    count = args.count if args.count is not None else int(args.rate * args.duration)
+    config = GeneratorConfig(
+        seed=args.seed,
+        count=count,
+        rate=args.rate,
+        start=args.start,
+        products=args.products,
+        users=args.users,
+        late_ratio=args.late_ratio,
+        late_minutes=args.late_minutes,
+        duplicate_ratio=args.duplicate_ratio,
+        malformed_ratio=args.malformed_ratio,
+        currency=settings.currency,
+    )
+    print(f"producing {count:,} events to {settings.events_topic} at {settings.kafka_bootstrap_servers} "
+          f"({'as fast as possible' if args.burst else f'{args.rate:,.0f}/s'}) ...", file=sys.stderr, flush=True)
+    produce(generate(config), settings, rate=None if args.burst else args.rate)
+    return 0
+
+
+def _iso_datetime(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retail", description="Lambda-architecture retail analytics pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("up", help="start the local Kafka broker and create the topics").set_defaults(run=_cmd_up)
+    commands.add_parser("down", help="stop the local Kafka broker").set_defaults(run=_cmd_down)
+    commands.add_parser("status", help="show the local broker's state").set_defaults(run=_cmd_status)
+
+    produce = commands.add_parser("produce", help="send generated retail events to Kafka")
+    produce.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
+    produce.add_argument("--duration", type=float, default=30.0, help="seconds to produce for (default 30)")
+    produce.add_argument("--count", type=int, default=None, help="number of events (overrides --duration)")
+    produce.add_argument("--burst", action="store_true", help="send as fast as possible; --rate only spaces event times")
+    produce.add_argument("--seed", type=int, default=42, help="random seed: the same seed gives the same events")
+    produce.add_argument("--start", type=_iso_datetime, default=None,
+                         help="event time of the first event, ISO-8601 (default: now)")
+    produce.add_argument("--products", type=int, default=50, help="catalogue size (default 50)")
+    produce.add_argument("--users", type=int, default=1000, help="distinct users (default 1000)")
+    produce.add_argument("--late-ratio", type=float, default=0.0, help="share of events sent late (0..1)")
+    produce.add_argument("--late-minutes", type=float, default=10.0, help="how late, in minutes (default 10)")
+    produce.add_argument("--duplicate-ratio", type=float, default=0.0, help="share of events sent twice (0..1)")
+    produce.add_argument("--malformed-ratio", type=float, default=0.0,
+                         help="share of records replaced by a malformed one, every kind in turn (0..1)")
+    produce.set_defaults(run=_cmd_produce)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        return int(args.run(settings, args))
+    except (RetailError, ValueError) as error:
+        print(f"retail {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""All settings in one place: environment variables prefixed ``RETAIL_``, with defaults for one machine.
+
+Settings are read once at the edge (a job's entry point, the CLI, a test fixture) and passed down as
+arguments; nothing below the edge reads the environment. Every variable is listed in docs/settings.md.
+
+Example::
+
+    settings = Settings()                      # reads RETAIL_* from the environment
+    settings = Settings(spark_master="spark://head:7077", lake_root="s3a://shop-lake/prod")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PROJECT_ROOT", "Settings"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_VAR = PROJECT_ROOT / "var"
+
+
+class Settings(BaseSettings):
+    """Typed settings with the embedded single-machine defaults of ../shared/DESIGN.md."""
+
+    model_config = SettingsConfigDict(env_prefix="RETAIL_", extra="ignore", frozen=True)
+
+    # --- Kafka: clients --------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        default="", description="Brokers clients connect to; empty means the local broker's address."
+    )
+    kafka_security_protocol: str = Field(default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_SSL, ...")
+    kafka_sasl_mechanism: str | None = Field(default=None, description="e.g. PLAIN or SCRAM-SHA-512")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    events_topic: str = "retail.events"
+    events_partitions: int = Field(default=3, ge=1)
+    alerts_topic: str = "retail.alerts"
+    alerts_partitions: int = Field(default=1, ge=1)
+
+    # --- Kafka: the embedded local broker (make up) ------------------------------------------------
+    kafka_host: str = Field(default="127.0.0.1", description="Address the local broker listens on.")
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    kafka_heap: str = Field(default="512m", description="Max heap of the local broker JVM.")
+    kafka_data_dir: Path = _VAR / "kafka"
+
+    # --- Storage ----------------------------------------------------------------------------------
+    lake_root: str = Field(
+        default=str(_VAR / "lake"), description="Root of every Delta table: a path or s3a://, abfss://, gs://"
+    )
+    checkpoint_root: str = Field(default=str(_VAR / "checkpoints"), description="Streaming checkpoints.")
+    jar_cache: Path = Field(default=_VAR / "cache" / "jars", description="Filled by make setup.")
+
+    # --- Spark ------------------------------------------------------------------------------------
+    spark_master: str = Field(default="local[2]", description="local[N], spark://, yarn, k8s://")
+    spark_driver_memory: str = "2g"
+    spark_executor_memory: str = "2g"
+    spark_shuffle_partitions: int = Field(default=2, ge=1)
+    spark_ui_enabled: bool = False
+    spark_driver_host: str = "127.0.0.1"
+
+    # --- Pipeline ---------------------------------------------------------------------------------
+    low_stock_threshold: int = Field(default=10, ge=0, description="Stock below this opens an alert.")
+    currency: str = "EUR"
+
+    # --- Listeners --------------------------------------------------------------------------------
+    bind_host: str = Field(default="127.0.0.1", description="Address the API, Dash and Airflow bind to.")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    dashboard_port: int = Field(default=8050, ge=1, le=65535)
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+
+    @field_validator("spark_master")
+    @classmethod
+    def _known_master(cls, value: str) -> str:
+        if not value.startswith(("local", "spark://", "yarn", "k8s://", "mesos://")):
+            raise ValueError(f"spark_master must be local[N], spark://, yarn or k8s://, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _default_bootstrap(self) -> Settings:
+        if not self.kafka_bootstrap_servers:
+            # frozen model: bypass the immutability guard once, while the object is being built
+            object.__setattr__(self, "kafka_bootstrap_servers", f"{self.kafka_host}:{self.kafka_port}")
+        return self
+
+    def kafka_client_options(self) -> dict[str, str]:
+        """Kafka client settings (security included) in the spelling of the Java client and Spark.
+
+        Spark's Kafka source takes each of them prefixed with ``kafka.``.
+        """
+        options = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            options["sasl.mechanism"] = self.kafka_sasl_mechanism
+            if self.kafka_sasl_username and self.kafka_sasl_password:
+                module = (
+                    "org.apache.kafka.common.security.plain.PlainLoginModule"
+                    if self.kafka_sasl_mechanism == "PLAIN"
+                    else "org.apache.kafka.common.security.scram.ScramLoginModule"
+                )
+                options["sasl.jaas.config"] = (
+                    f'{module} required username="{self.kafka_sasl_username}" '
+                    f'password="{self.kafka_sasl_password.get_secret_value()}";'
+                )
+        return options
+
+    def kafka_python_options(self) -> dict[str, object]:
+        """The same connection settings in kafka-python's spelling (producer, consumer, admin)."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return options

@@ -1,0 +1,65 @@
+"""Shared fixtures: one Spark session and one real Kafka broker per test run, on free loopback ports.
+
+The broker is the project's own LocalKafka (the same code as `make up`), started in a temporary folder and
+stopped at the end of the session, so tests never touch a developer's running stack.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retail_shared.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def test_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("retail")
+
+
+@pytest.fixture(scope="session")
+def settings(test_root: Path) -> Settings:
+    """Settings for the test run: temporary lake, checkpoints and broker data; free ports; defaults otherwise."""
+    return Settings(
+        _env_file=None,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        kafka_data_dir=test_root / "kafka",
+        lake_root=str(test_root / "lake"),
+        checkpoint_root=str(test_root / "checkpoints"),
+        api_port=free_port(),
+        dashboard_port=free_port(),
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings):  # type: ignore[no-untyped-def]
+    from retail_shared.spark import build_spark_session
+
+    session = build_spark_session(settings, app_name="retail-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(settings: Settings) -> Iterator[object]:
+    """A real single-node Apache Kafka broker (KRaft) with the project's topics, for the whole session."""
+    from retail_shared.kafka_broker import LocalKafka
+
+    broker = LocalKafka.from_settings(settings)
+    seconds = broker.start()
+    print(f"\n[kafka fixture] broker ready on {broker.address} in {seconds:.1f}s")
+    broker.ensure_topics(
+        {settings.events_topic: settings.events_partitions, settings.alerts_topic: settings.alerts_partitions}
+    )
+    yield broker
+    broker.stop()
