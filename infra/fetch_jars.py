@@ -39,7 +39,11 @@ def _pyspark_artifacts() -> set[str]:
 
 
 def _missing_artifact(maven_output: str) -> str:
-    for pattern in (r"Could not find artifact (\S+)", r"could not be resolved: (\S+?)[,:]? ", r"artifact (\S+) "):
+    for pattern in (
+        r"Could not find artifact (\S+)",
+        r"could not be resolved: (\S+?)[,:]? ",
+        r"artifact (\S+) ",
+    ):
         match = re.search(pattern, maven_output)
         if match:
             return match.group(1)
@@ -62,7 +66,11 @@ def fetch_group(group: str, cache: Path) -> int:
     with tempfile.TemporaryDirectory(prefix=f"jars-{group}-") as tmp:
         result = subprocess.run(
             [
-                "mvn", "-B", "-q", "-f", str(pom),
+                "mvn",
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
                 "dependency:copy-dependencies",
                 "-DincludeScope=runtime",
                 f"-DoutputDirectory={tmp}",

@@ -70,8 +70,12 @@ def _cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
         malformed_ratio=args.malformed_ratio,
         currency=settings.currency,
     )
-    print(f"producing {count:,} events to {settings.events_topic} at {settings.kafka_bootstrap_servers} "
-          f"({'as fast as possible' if args.burst else f'{args.rate:,.0f}/s'}) ...", file=sys.stderr, flush=True)
+    print(
+        f"producing {count:,} events to {settings.events_topic} at {settings.kafka_bootstrap_servers} "
+        f"({'as fast as possible' if args.burst else f'{args.rate:,.0f}/s'}) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     produce(generate(config), settings, rate=None if args.burst else args.rate)
     return 0
 
@@ -92,17 +96,27 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
     produce.add_argument("--duration", type=float, default=30.0, help="seconds to produce for (default 30)")
     produce.add_argument("--count", type=int, default=None, help="number of events (overrides --duration)")
-    produce.add_argument("--burst", action="store_true", help="send as fast as possible; --rate only spaces event times")
+    produce.add_argument(
+        "--burst", action="store_true", help="send as fast as possible; --rate only spaces event times"
+    )
     produce.add_argument("--seed", type=int, default=42, help="random seed: the same seed gives the same events")
-    produce.add_argument("--start", type=_iso_datetime, default=None,
-                         help="event time of the first event, ISO-8601 (default: now)")
+    produce.add_argument(
+        "--start",
+        type=_iso_datetime,
+        default=None,
+        help="event time of the first event, ISO-8601 (default: now)",
+    )
     produce.add_argument("--products", type=int, default=50, help="catalogue size (default 50)")
     produce.add_argument("--users", type=int, default=1000, help="distinct users (default 1000)")
     produce.add_argument("--late-ratio", type=float, default=0.0, help="share of events sent late (0..1)")
     produce.add_argument("--late-minutes", type=float, default=10.0, help="how late, in minutes (default 10)")
     produce.add_argument("--duplicate-ratio", type=float, default=0.0, help="share of events sent twice (0..1)")
-    produce.add_argument("--malformed-ratio", type=float, default=0.0,
-                         help="share of records replaced by a malformed one, every kind in turn (0..1)")
+    produce.add_argument(
+        "--malformed-ratio",
+        type=float,
+        default=0.0,
+        help="share of records replaced by a malformed one, every kind in turn (0..1)",
+    )
     produce.set_defaults(run=_cmd_produce)
     return parser
 

@@ -174,14 +174,29 @@ def _malformed(rng: random.Random, kind: str, event: dict[str, object]) -> bytes
     elif kind == "bad_event_time":
         broken["event_time"] = "yesterday at noon"
     elif kind == "non_positive_quantity":
-        broken.update(event_type="purchase", quantity=rng.choice((0, -2)), unit_price="9.99",
-                      currency="EUR", order_id=f"o-bad-{event['event_id']}")
+        broken.update(
+            event_type="purchase",
+            quantity=rng.choice((0, -2)),
+            unit_price="9.99",
+            currency="EUR",
+            order_id=f"o-bad-{event['event_id']}",
+        )
     elif kind == "negative_price":
-        broken.update(event_type="purchase", quantity=1, unit_price="-5.00", currency="EUR",
-                      order_id=f"o-bad-{event['event_id']}")
+        broken.update(
+            event_type="purchase",
+            quantity=1,
+            unit_price="-5.00",
+            currency="EUR",
+            order_id=f"o-bad-{event['event_id']}",
+        )
     elif kind == "bad_price":
-        broken.update(event_type="purchase", quantity=1, unit_price="12,50", currency="EUR",
-                      order_id=f"o-bad-{event['event_id']}")
+        broken.update(
+            event_type="purchase",
+            quantity=1,
+            unit_price="12,50",
+            currency="EUR",
+            order_id=f"o-bad-{event['event_id']}",
+        )
     elif kind == "missing_event_id":
         broken["event_id"] = None
     else:
@@ -263,6 +278,10 @@ def produce(
         raise BrokerError(f"{len(failures)} of {sum(counts.values())} records were not acknowledged: {failures[0]!r}")
     elapsed = time.monotonic() - started
     total = sum(counts.values())
-    print(f"produced {total:,} records to {target} in {elapsed:.1f}s ({total / max(elapsed, 1e-9):,.0f}/s): "
-          + ", ".join(f"{kind}={count}" for kind, count in sorted(counts.items())), file=out, flush=True)
+    print(
+        f"produced {total:,} records to {target} in {elapsed:.1f}s ({total / max(elapsed, 1e-9):,.0f}/s): "
+        + ", ".join(f"{kind}={count}" for kind, count in sorted(counts.items())),
+        file=out,
+        flush=True,
+    )
     return counts

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -226,9 +227,7 @@ class LocalKafka:
     def _admin(self):  # type: ignore[no-untyped-def]
         from kafka.admin import KafkaAdminClient
 
-        return KafkaAdminClient(
-            bootstrap_servers=self.address, request_timeout_ms=5000, client_id="retail-local-admin"
-        )
+        return KafkaAdminClient(bootstrap_servers=self.address, request_timeout_ms=5000, client_id="retail-local-admin")
 
     def list_topics(self) -> dict[str, int]:
         """Topic name → partition count (internal topics left out)."""
@@ -298,10 +297,8 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _tail(path: Path, lines: int = 20) -> str:

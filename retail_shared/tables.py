@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TABLE_NAMES", "Lake"]
+__all__ = ["TABLE_NAMES", "TABLE_SCHEMAS", "Lake"]
 
 TABLE_NAMES: tuple[str, ...] = (
     "bronze/events",
@@ -58,3 +58,47 @@ class Lake:
     @property
     def bronze_quarantine(self) -> str:
         return self.table("bronze/quarantine")
+
+
+# Column layouts every writer and reader agrees on (Spark DDL). Timestamps are UTC `timestamp`, money DECIMAL(18,2).
+TABLE_SCHEMAS: dict[str, str] = {
+    "bronze/events": (
+        "event_id string, event_type string, event_time timestamp, user_id string, product_id string, "
+        "category string, quantity int, unit_price decimal(18,2), currency string, order_id string, "
+        "schema_version int, kafka_topic string, kafka_partition int, kafka_offset bigint, "
+        "kafka_timestamp timestamp, ingest_time timestamp, event_date date"
+    ),
+    "bronze/quarantine": (
+        "raw_key binary, raw_value binary, kafka_topic string, kafka_partition int, kafka_offset bigint, "
+        "kafka_timestamp timestamp, reject_reason string, ingest_time timestamp"
+    ),
+    "speed/sales_minute": (
+        "bucket_start timestamp, bucket_end timestamp, dimension string, key string, revenue decimal(18,2), "
+        "orders bigint, units bigint, users_sketch binary, users_estimate bigint, updated_at timestamp"
+    ),
+    "speed/inventory": (
+        "product_id string, stock bigint, threshold int, below_threshold boolean, "
+        "last_event_time timestamp, updated_at timestamp"
+    ),
+    "speed/alerts": (
+        "alert_id string, product_id string, kind string, stock_at_open bigint, threshold int, "
+        "opened_at timestamp, resolved_at timestamp"
+    ),
+    "speed/progress": (
+        "query string, batch_id bigint, run_id string, timestamp timestamp, input_rows bigint, "
+        "input_rows_per_s double, processed_rows_per_s double, batch_duration_ms bigint, "
+        "watermark timestamp, offsets_behind bigint, late_rows bigint"
+    ),
+    "batch/sales_minute": (
+        "bucket_start timestamp, bucket_end timestamp, dimension string, key string, revenue decimal(18,2), "
+        "orders bigint, units bigint, distinct_users bigint, run_id string, computed_at timestamp"
+    ),
+    "batch/runs": (
+        "run_id string, interval_start timestamp, interval_end timestamp, status string, message string, "
+        "started_at timestamp, finished_at timestamp, bronze_rows bigint, deduplicated_rows bigint, "
+        "view_rows bigint, high_water_mark timestamp, sales_minute_version bigint, "
+        "sales_hour_version bigint, sales_day_version bigint, validation_report string"
+    ),
+}
+TABLE_SCHEMAS["batch/sales_hour"] = TABLE_SCHEMAS["batch/sales_minute"]
+TABLE_SCHEMAS["batch/sales_day"] = TABLE_SCHEMAS["batch/sales_minute"]

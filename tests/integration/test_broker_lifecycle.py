@@ -21,8 +21,12 @@ def _port_open(port: int) -> bool:
 
 def test_start_twice_then_stop_leaves_nothing(settings, test_root) -> None:
     broker = LocalKafka(
-        host="127.0.0.1", port=free_port(), controller_port=free_port(),
-        data_dir=test_root / "kafka-lifecycle", jar_cache=settings.jar_cache, heap="256m",
+        host="127.0.0.1",
+        port=free_port(),
+        controller_port=free_port(),
+        data_dir=test_root / "kafka-lifecycle",
+        jar_cache=settings.jar_cache,
+        heap="256m",
     )
     first = broker.start()
     assert first > 0
@@ -31,8 +35,11 @@ def test_start_twice_then_stop_leaves_nothing(settings, test_root) -> None:
     assert broker.start() == 0.0  # already running: nothing new started
     assert broker.pid() == pid
     topics = broker.ensure_topics({"retail.events": 3, "retail.alerts": 1})
-    assert topics == broker.ensure_topics({"retail.events": 3, "retail.alerts": 1}) == {
-        "retail.events": 3, "retail.alerts": 1}
+    assert (
+        topics
+        == broker.ensure_topics({"retail.events": 3, "retail.alerts": 1})
+        == {"retail.events": 3, "retail.alerts": 1}
+    )
     assert broker.status().ready
 
     assert broker.stop() is True

@@ -29,11 +29,7 @@ def test_ten_thousand_events_land_in_delta_exactly_once(kafka, spark, settings, 
     for key, value in settings.kafka_client_options().items():
         source = source.option(f"kafka.{key}", value)
     raw = (
-        source
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
-        .option("endingOffsets", "latest")
-        .load()
+        source.option("subscribe", topic).option("startingOffsets", "earliest").option("endingOffsets", "latest").load()
     )
     (
         raw.select(

@@ -13,8 +13,7 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def test_same_seed_same_records() -> None:
-    config = GeneratorConfig(seed=3, count=500, start=START, duplicate_ratio=0.1, late_ratio=0.1,
-                             malformed_ratio=0.05)
+    config = GeneratorConfig(seed=3, count=500, start=START, duplicate_ratio=0.1, late_ratio=0.1, malformed_ratio=0.05)
     assert list(generate(config)) == list(generate(config))
     assert list(generate(config)) != list(generate(GeneratorConfig(seed=4, count=500, start=START)))
 
@@ -45,8 +44,16 @@ def test_valid_events_follow_the_contract() -> None:
 
 
 def test_faults_are_injected_as_asked() -> None:
-    config = GeneratorConfig(seed=9, count=4000, start=START, rate=1000, late_ratio=0.05, late_minutes=15,
-                             duplicate_ratio=0.05, malformed_ratio=0.05)
+    config = GeneratorConfig(
+        seed=9,
+        count=4000,
+        start=START,
+        rate=1000,
+        late_ratio=0.05,
+        late_minutes=15,
+        duplicate_ratio=0.05,
+        malformed_ratio=0.05,
+    )
     records = list(generate(config))
     kinds = {record.kind for record in records}
     assert set(MALFORMED_KINDS) <= kinds

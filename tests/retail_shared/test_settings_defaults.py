@@ -34,8 +34,10 @@ def test_unknown_spark_master_is_rejected_with_its_name() -> None:
 
 def test_sasl_password_is_secret_and_reaches_the_jaas_config() -> None:
     settings = Settings(
-        kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="PLAIN",
-        kafka_sasl_username="shop", kafka_sasl_password="s3cret",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="PLAIN",
+        kafka_sasl_username="shop",
+        kafka_sasl_password="s3cret",
     )
     assert "s3cret" not in repr(settings)
     assert 'password="s3cret"' in settings.kafka_client_options()["sasl.jaas.config"]
