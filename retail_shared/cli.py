@@ -5,6 +5,7 @@ Commands:
   down      stop the local broker (no process left behind)
   status    show whether the broker runs, its address and topics
   produce   send generated retail events to Kafka (rate, duration, seed, faults configurable)
+  speed     run the speed layer: Kafka -> bronze + quarantine, minute rollups, inventory + alerts (Delta)
 
 Every command reads its settings from RETAIL_* environment variables (docs/settings.md).
 """
@@ -80,6 +81,12 @@ def _cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_speed(settings: Settings, args: argparse.Namespace) -> int:
+    from speed_layer.job import run
+
+    return run(settings, available_now=args.available_now)
+
+
 def _iso_datetime(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -118,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of records replaced by a malformed one, every kind in turn (0..1)",
     )
     produce.set_defaults(run=_cmd_produce)
+
+    speed = commands.add_parser("speed", help="run the speed layer (Kafka -> bronze, rollups, inventory, alerts)")
+    speed.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process what Kafka holds now, then stop (default: run until Ctrl-C)",
+    )
+    speed.set_defaults(run=_cmd_speed)
     return parser
 
 

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
 
     # --- Pipeline ---------------------------------------------------------------------------------
     low_stock_threshold: int = Field(default=10, ge=0, description="Stock below this opens an alert.")
+
+    # --- Speed layer ------------------------------------------------------------------------------
+    speed_watermark: str = Field(default="5 minutes", description="How late an event may be for speed views.")
+    speed_trigger: str = Field(default="1 second", description="Micro-batch interval; '0 seconds' = back to back.")
+    speed_max_offsets_per_trigger: int | None = Field(default=None, ge=1, description="Backpressure cap.")
+    speed_starting_offsets: str = Field(default="earliest", description="Where a new checkpoint starts.")
     currency: str = "EUR"
 
     # --- Listeners --------------------------------------------------------------------------------

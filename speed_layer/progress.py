@@ -1,0 +1,128 @@
+"""Per-micro-batch progress of every speed query, stored in the speed/progress Delta table.
+
+A StreamingQueryListener must return quickly (it runs on Spark's listener bus), so it only queues rows; a
+background thread appends them with delta-rs every few seconds, without taking Spark's cores from the queries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from pyspark.sql.streaming import StreamingQueryListener
+
+__all__ = ["ProgressRecorder", "PROGRESS_ARROW_SCHEMA", "progress_row"]
+
+log = logging.getLogger(__name__)
+
+_TS = pa.timestamp("us", tz="UTC")
+PROGRESS_ARROW_SCHEMA = pa.schema(
+    [
+        ("query", pa.string()),
+        ("batch_id", pa.int64()),
+        ("run_id", pa.string()),
+        ("timestamp", _TS),
+        ("input_rows", pa.int64()),
+        ("input_rows_per_s", pa.float64()),
+        ("processed_rows_per_s", pa.float64()),
+        ("batch_duration_ms", pa.int64()),
+        ("watermark", _TS),
+        ("offsets_behind", pa.int64()),
+        ("late_rows", pa.int64()),
+    ]
+)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def progress_row(progress: dict) -> dict:  # type: ignore[type-arg]
+    """One progress table row from Spark's StreamingQueryProgress JSON (pure)."""
+    offsets_behind = 0
+    for source in progress.get("sources", []):
+        metrics = source.get("metrics") or {}
+        latest = source.get("latestOffset")
+        partitions = 0
+        if latest:
+            offsets = json.loads(latest) if isinstance(latest, str) else latest
+            partitions = sum(len(by_partition) for by_partition in offsets.values())
+        average = float(metrics.get("avgOffsetsBehindLatest", 0) or 0)
+        offsets_behind += round(average * partitions)
+    watermark = (progress.get("eventTime") or {}).get("watermark")
+    watermark_time = _parse_time(watermark)
+    if watermark_time is not None and watermark_time.timestamp() <= 0:
+        watermark_time = None  # Spark reports the epoch until the first watermark exists
+    return {
+        "query": progress.get("name") or progress.get("id"),
+        "batch_id": int(progress["batchId"]),
+        "run_id": progress.get("runId"),
+        "timestamp": _parse_time(progress.get("timestamp")),
+        "input_rows": int(progress.get("numInputRows", 0)),
+        "input_rows_per_s": float(progress.get("inputRowsPerSecond") or 0.0),
+        "processed_rows_per_s": float(progress.get("processedRowsPerSecond") or 0.0),
+        "batch_duration_ms": int(progress.get("batchDuration", 0)),
+        "watermark": watermark_time,
+        "offsets_behind": offsets_behind,
+        "late_rows": sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", [])),
+    }
+
+
+class ProgressRecorder(StreamingQueryListener):
+    """Queues each query's progress and appends it to ``path`` every ``flush_every_s`` seconds."""
+
+    def __init__(self, path: str, flush_every_s: float = 5.0) -> None:
+        self.path = path
+        self.flush_every_s = flush_every_s
+        self._rows: queue.Queue[dict] = queue.Queue()  # type: ignore[type-arg]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress-recorder", daemon=True)
+        self._thread.start()
+
+    def onQueryStarted(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802 - Spark's API
+        log.info("query %s started (id %s)", event.name, event.id)
+
+    def onQueryProgress(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
+        progress = json.loads(event.progress.json)
+        if progress.get("numInputRows", 0) or progress.get("batchId") is not None:
+            self._rows.put(progress_row(progress))
+
+    def onQueryIdle(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
+        if event.exception:
+            log.error("query %s terminated: %s", event.id, event.exception)
+
+    def flush(self) -> int:
+        """Append every queued row now; returns how many were written."""
+        rows = []
+        while True:
+            try:
+                rows.append(self._rows.get_nowait())
+            except queue.Empty:
+                break
+        if not rows:
+            return 0
+        from deltalake import write_deltalake
+
+        write_deltalake(self.path, pa.Table.from_pylist(rows, schema=PROGRESS_ARROW_SCHEMA), mode="append")
+        return len(rows)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_every_s):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - progress is diagnostics: log and keep the queries running
+                log.exception("writing speed progress to %s failed", self.path)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.flush()

@@ -1,0 +1,135 @@
+"""The speed layer's I/O edge: Delta tables, idempotent micro-batch writes, the alerts topic, crash hook.
+
+Exactly-once: every Delta write of micro-batch N carries the Delta transaction id (app id, N). A batch replayed
+after a crash (written to Delta, but not yet committed to the checkpoint) is skipped by Delta, so no row is
+written twice. DataFrame writes take ``txnAppId``/``txnVersion`` options; MERGE takes them as session conf, set
+on the query's own (cloned) session and unset right after the commit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from retail_shared.tables import TABLE_SCHEMAS, Lake
+
+__all__ = [
+    "QueryIdentity",
+    "ensure_speed_tables",
+    "append_once",
+    "merge_once",
+    "maybe_crash_for_test",
+    "CRASH_ENV",
+]
+
+# test-only: "<query>:<batch_id>" makes the driver SIGKILL its own process group right after the Delta writes of
+# that micro-batch and before Spark commits it to the checkpoint (the window a crash test must hit)
+CRASH_ENV = "RETAIL_SPEED_CRASH_AFTER_BATCH"
+
+_PARTITIONING = {"bronze/events": "event_date"}
+_PROPERTIES = {
+    # the master dataset is append-only; OPTIMIZE and VACUUM still work on it
+    "bronze/events": {"delta.appendOnly": "true"},
+}
+_SPEED_TABLES = ("bronze/events", "bronze/quarantine", "speed/sales_minute", "speed/inventory", "speed/alerts")
+
+
+def ensure_speed_tables(spark: SparkSession, lake: Lake) -> None:
+    """Create every table the speed layer writes (empty, fixed schema) unless it exists."""
+    for name in _SPEED_TABLES:
+        partitioned = f" PARTITIONED BY ({_PARTITIONING[name]})" if name in _PARTITIONING else ""
+        properties = _PROPERTIES.get(name, {})
+        tblprops = (
+            " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in properties.items()) + ")" if properties else ""
+        )
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS delta.`{lake.table(name)}` ({TABLE_SCHEMAS[name]}) USING delta"
+            f"{partitioned}{tblprops}"
+        )
+
+
+class QueryIdentity:
+    """The Delta transaction app id of one streaming query: its name plus the checkpoint's query id.
+
+    The id is only known once the query has started, while micro-batches may already run: ``app_id`` waits for
+    it. A new checkpoint gets a new query id, so a deleted checkpoint never makes Delta skip fresh writes.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._query_id: str | None = None
+        self._known = threading.Event()
+
+    def set(self, query_id: str) -> None:
+        self._query_id = query_id
+        self._known.set()
+
+    @property
+    def app_id(self) -> str:
+        if not self._known.wait(timeout=120):
+            raise RuntimeError(f"query {self.name} did not report its id within 120 s")
+        return f"retail-speed-{self.name}-{self._query_id}"
+
+
+def append_once(frame: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Append ``frame`` to the Delta table at ``path`` unless batch ``batch_id`` of ``app_id`` is already there."""
+    (frame.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(path))
+
+
+@contextmanager
+def _delta_txn(session: SparkSession, app_id: str, batch_id: int) -> Iterator[None]:
+    # the conf would otherwise stay set and make Delta silently skip this query's later commits
+    session.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+    session.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+    try:
+        yield
+    finally:
+        session.conf.unset("spark.databricks.delta.write.txnAppId")
+        session.conf.unset("spark.databricks.delta.write.txnVersion")
+
+
+def merge_once(
+    source: DataFrame,
+    path: str,
+    on: str,
+    app_id: str,
+    batch_id: int,
+    update_set: dict[str, str] | None = None,
+    insert_condition: str | None = None,
+) -> None:
+    """MERGE ``source`` (alias ``s``) into the table at ``path`` (alias ``t``), once per (app_id, batch_id).
+
+    Matched rows are updated with ``update_set`` (all columns when None), others inserted (all columns, when
+    ``insert_condition`` holds). Runs on the source's own session, which each streaming query has cloned.
+    """
+    session = source.sparkSession
+    target = DeltaTable.forPath(session, path).alias("t")
+    merge = target.merge(source.alias("s"), on)
+    merge = merge.whenMatchedUpdate(set=update_set) if update_set else merge.whenMatchedUpdateAll()
+    merge = merge.whenNotMatchedInsertAll(condition=insert_condition)
+    with _delta_txn(session, app_id, batch_id):
+        merge.execute()
+
+
+def send_alerts(alerts: DataFrame, kafka_options: dict[str, str], topic: str) -> None:
+    """Publish alert rows to Kafka with Spark's Kafka sink, keyed by alert_id (consumers deduplicate by it)."""
+    writer = alerts.select(
+        F.col("alert_id").alias("key"), F.to_json(F.struct(*alerts.columns)).alias("value")
+    ).write.format("kafka")
+    for key, value in kafka_options.items():
+        writer = writer.option(f"kafka.{key}", value)
+    writer.option("topic", topic).save()
+
+
+def maybe_crash_for_test(query: str, batch_id: int) -> None:
+    """Test-only: SIGKILL this driver and its JVM when CRASH_ENV names this query and batch."""
+    target = os.environ.get(CRASH_ENV)
+    if target and target == f"{query}:{batch_id}":
+        os.killpg(os.getpgid(0), signal.SIGKILL)
