@@ -74,6 +74,8 @@ def _inventory_state_fn(threshold: int, dedup_horizon: timedelta):  # type: igno
 
     def apply(key: tuple[str], batches: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
         (product_id,) = key
+        if state.hasTimedOut:
+            return
         if state.exists:
             stock, open_alert, seen_json = state.get
             seen: dict[str, float] = json.loads(seen_json)
@@ -135,7 +137,8 @@ def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelt
 
     Requires event_id, event_type, event_time, product_id, quantity, kafka_partition, kafka_offset. The topic is
     keyed by product_id, so one product's events share a partition and offsets give their order. An event_id
-    already applied (within ``dedup_horizon``) is ignored. At most one alert is open per product: it opens when
+    already applied is ignored; events later than the watermark (``dedup_horizon``, the same delay as the
+    rollups') are left out, like in every speed view, and counted by Spark as late. At most one alert is open per product: it opens when
     stock falls below ``threshold`` and resolves when stock is back at or above it.
 
     Output (INVENTORY_OUTPUT_SCHEMA, update mode): one ``inventory`` row per product touched in the batch and one
@@ -143,13 +146,19 @@ def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelt
     """
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
-    stock_events = events.where(F.col("event_type").isin(EventType.RESTOCK.value, EventType.PURCHASE.value)).select(
-        "event_id", "event_type", "event_time", "product_id", "quantity", "kafka_partition", "kafka_offset"
+    stock_events = (
+        events.where(F.col("event_type").isin(EventType.RESTOCK.value, EventType.PURCHASE.value))
+        .select("event_id", "event_type", "event_time", "product_id", "quantity", "kafka_partition", "kafka_offset")
+        # the same lateness rule as the rollups: Spark drops events older than the watermark before the state
+        # function sees them, so an event_id forgotten by the state (older than the horizon) cannot be re-applied
+        .withWatermark("event_time", f"{int(dedup_horizon.total_seconds())} seconds")
     )
     return stock_events.groupBy("product_id").applyInPandasWithState(
         _inventory_state_fn(threshold, dedup_horizon),
         outputStructType=INVENTORY_OUTPUT_SCHEMA,
         stateStructType=_STATE_SCHEMA,
         outputMode="update",
-        timeoutConf=GroupStateTimeout.NoTimeout,
+        # event-time timeout is what makes Spark drop input older than the watermark for this operator; no
+        # timeout is ever set, so the state itself never expires
+        timeoutConf=GroupStateTimeout.EventTimeTimeout,
     )
