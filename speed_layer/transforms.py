@@ -138,8 +138,8 @@ def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelt
     Requires event_id, event_type, event_time, product_id, quantity, kafka_partition, kafka_offset. The topic is
     keyed by product_id, so one product's events share a partition and offsets give their order. An event_id
     already applied is ignored; events later than the watermark (``dedup_horizon``, the same delay as the
-    rollups') are left out, like in every speed view, and counted by Spark as late. At most one alert is open per product: it opens when
-    stock falls below ``threshold`` and resolves when stock is back at or above it.
+    rollups') are left out, like in every speed view, and counted by Spark as late. At most one alert is open
+    per product: it opens when stock falls below ``threshold`` and resolves when stock is back at or above it.
 
     Output (INVENTORY_OUTPUT_SCHEMA, update mode): one ``inventory`` row per product touched in the batch and one
     ``alert_open`` / ``alert_resolve`` row per transition.
