@@ -91,7 +91,7 @@ class SpeedLayer:
 
         def on_batch(batch: DataFrame, batch_id: int) -> None:
             batch_fn(batch, batch_id, identity.app_id)  # type: ignore[call-arg]
-            maybe_crash_for_test(name, batch_id)
+            maybe_crash_for_test(name)
 
         writer = (
             frame.writeStream.queryName(name)

@@ -29,8 +29,9 @@ __all__ = [
     "CRASH_ENV",
 ]
 
-# test-only: "<query>:<batch_id>" makes the driver SIGKILL its own process group right after the Delta writes of
-# that micro-batch and before Spark commits it to the checkpoint (the window a crash test must hit)
+# test-only: "<query>:<n>" makes the driver SIGKILL its own process group (driver + JVM) right after the Delta
+# writes of the n-th micro-batch this process runs for that query, before Spark commits the batch to the
+# checkpoint: the window a crash test must hit
 CRASH_ENV = "RETAIL_SPEED_CRASH_AFTER_BATCH"
 
 _PARTITIONING = {"bronze/events": "event_date"}
@@ -128,8 +129,14 @@ def send_alerts(alerts: DataFrame, kafka_options: dict[str, str], topic: str) ->
     writer.option("topic", topic).save()
 
 
-def maybe_crash_for_test(query: str, batch_id: int) -> None:
-    """Test-only: SIGKILL this driver and its JVM when CRASH_ENV names this query and batch."""
+_batches_run: dict[str, int] = {}
+
+
+def maybe_crash_for_test(query: str) -> None:
+    """Test-only: SIGKILL this driver and its JVM when CRASH_ENV names this query and its batch count."""
     target = os.environ.get(CRASH_ENV)
-    if target and target == f"{query}:{batch_id}":
+    if not target or not target.startswith(f"{query}:"):
+        return
+    _batches_run[query] = _batches_run.get(query, 0) + 1
+    if _batches_run[query] == int(target.split(":", 1)[1]):
         os.killpg(os.getpgid(0), signal.SIGKILL)
