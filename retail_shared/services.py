@@ -1,0 +1,101 @@
+"""Long-running project processes (speed layer, API, dashboard) started in the background and stopped again.
+
+Each service runs a `retail` subcommand in its own process group (so its JVM and workers stop with it), with a
+PID file under ``<run_dir>`` and its output in ``<run_dir>/<name>.log``. ``make demo`` starts them, ``make down``
+stops them, ``make status`` lists them.
+
+Example::
+
+    services = Services(Path("var/run"))
+    services.start("speed")          # runs `retail speed` in the background
+    services.stop_all()
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SERVICES", "Services"]
+
+# service name → `retail` subcommand
+SERVICES: dict[str, tuple[str, ...]] = {
+    "speed": ("speed",),
+    "api": ("serve",),
+    "dashboard": ("dashboard",),
+}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Services:
+    run_dir: Path
+
+    def _pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        try:
+            pid = int(self._pid_file(name).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def start(self, name: str) -> int:
+        """Start service ``name`` unless it runs already; returns its PID."""
+        if name not in SERVICES:
+            raise ValueError(f"service must be one of {tuple(SERVICES)}, got {name!r}")
+        running = self.pid(name)
+        if running is not None:
+            return running
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "retail_shared.cli", *SERVICES[name]],
+            stdout=self.log_file(name).open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._pid_file(name).write_text(str(process.pid))
+        return process.pid
+
+    def stop(self, name: str, timeout_s: float = 30.0) -> bool:
+        """Stop a service's whole process group: SIGINT (graceful), then SIGKILL. False if it was not running."""
+        pid = self.pid(name)
+        self._pid_file(name).unlink(missing_ok=True)
+        if pid is None:
+            return False
+        for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return True
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(pid, 0)
+                except ProcessLookupError:
+                    return True
+                time.sleep(0.2)
+        return True
+
+    def stop_all(self) -> list[str]:
+        return [name for name in SERVICES if self.stop(name)]
+
+    def running(self) -> dict[str, int]:
+        return {name: pid for name in SERVICES if (pid := self.pid(name)) is not None}
