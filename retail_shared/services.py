@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,6 +38,24 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _wait_gone(pid: int, timeout_s: float, group: bool) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0) if group else os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with contextlib.suppress(ChildProcessError):  # reap it if it is our own child (tests start services)
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.2)
+    return False
 
 
 @dataclass(frozen=True)
@@ -75,23 +94,20 @@ class Services:
         return process.pid
 
     def stop(self, name: str, timeout_s: float = 30.0) -> bool:
-        """Stop a service's whole process group: SIGINT (graceful), then SIGKILL. False if it was not running."""
+        """Stop a service: SIGINT to its leader (graceful: queries stop between batches), then SIGKILL to the
+        whole process group, so no JVM or worker survives. False if it was not running."""
         pid = self.pid(name)
         self._pid_file(name).unlink(missing_ok=True)
         if pid is None:
             return False
-        for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                return True
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(pid, 0)
-                except ProcessLookupError:
-                    return True
-                time.sleep(0.2)
+        # only the leader gets SIGINT: the JVM must outlive the Python driver's orderly shutdown
+        os.kill(pid, signal.SIGINT)
+        if not _wait_gone(pid, timeout_s, group=False):
+            _killpg(pid, signal.SIGKILL)
+        _wait_gone(pid, 10.0, group=False)
+        # whatever the leader left in its group (a JVM, Python workers) goes too
+        _killpg(pid, signal.SIGKILL)
+        _wait_gone(pid, 10.0, group=True)
         return True
 
     def stop_all(self) -> list[str]:

@@ -99,13 +99,12 @@ def _served_at(lake: Lake) -> dict[int, tuple[list[int], list[float]]]:
 
 
 def _latencies(lake: Lake, since_ms: float, until_ms: float) -> np.ndarray:
+    import pandas as pd
     from deltalake import DeltaTable
 
     bronze = DeltaTable(lake.bronze_events).to_pandas(columns=["kafka_partition", "kafka_offset", "kafka_timestamp"])
-    created = bronze.kafka_timestamp.astype("int64") / 1e6 if bronze.kafka_timestamp.dtype.kind == "M" else None
-    if created is None:
-        created = bronze.kafka_timestamp.map(lambda t: t.timestamp() * 1000)
-    bronze = bronze.assign(created_ms=created)
+    epoch = pd.Timestamp(0, tz="UTC")
+    bronze = bronze.assign(created_ms=(bronze.kafka_timestamp - epoch) / pd.Timedelta(milliseconds=1))
     window = bronze[(bronze.created_ms >= since_ms) & (bronze.created_ms < until_ms)]
     served = _served_at(lake)
     values = []
@@ -243,7 +242,7 @@ def main() -> None:
                 f"| {rate:,.0f} | {achieved:,.0f} | {sustained:,.0f} | {p50:.2f} | {p95:.2f} | {p99:.2f} | "
                 f"{catch_up:.1f} | {len(latency):,} |"
             )
-        os.killpg(driver.pid, signal.SIGINT)
+        os.kill(driver.pid, signal.SIGINT)
         driver.wait(timeout=120)
 
         # backlog drain: events wait in Kafka, then the speed layer processes them with --available-now
