@@ -8,6 +8,7 @@ watermark (10:06, counted), one beyond it (10:01, left out of the speed views bu
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,7 @@ from kafka import KafkaConsumer
 from retail_shared.generator import GeneratedRecord, produce
 from retail_shared.tables import Lake
 from speed_layer.job import SpeedLayer
+from speed_layer.progress import ProgressRecorder
 
 pytestmark = pytest.mark.integration
 
@@ -126,10 +128,17 @@ def test_scripted_events_give_exact_bronze_views_quarantine_and_alerts(kafka, sp
     kafka.ensure_topics({run_settings.events_topic: 3, run_settings.alerts_topic: 1})
     lake = Lake(run_settings.lake_root, run_settings.checkpoint_root)
 
-    produce(_records(ROUND_1), run_settings)
-    _run_available_now(spark, run_settings)
-    produce(_records(ROUND_2) + _malformed_records(), run_settings)
-    _run_available_now(spark, run_settings)
+    recorder = ProgressRecorder(lake.table("speed/progress"), flush_every_s=3600)
+    spark.streams.addListener(recorder)
+    try:
+        produce(_records(ROUND_1), run_settings)
+        _run_available_now(spark, run_settings)
+        produce(_records(ROUND_2) + _malformed_records(), run_settings)
+        _run_available_now(spark, run_settings)
+        time.sleep(3)  # the listener bus delivers the last progress events asynchronously
+    finally:
+        spark.streams.removeListener(recorder)
+        recorder.close()
 
     # bronze: every valid record once per Kafka record, duplicates and late ones included
     bronze = DeltaTable(lake.bronze_events).to_pandas()
@@ -160,6 +169,12 @@ def test_scripted_events_give_exact_bronze_views_quarantine_and_alerts(kafka, sp
     ) + Decimal("200.00")
     per_product = views[(views.dimension == "product") & (views.key == "p2")]
     assert sum(Decimal(str(r)) for r in per_product.revenue) == Decimal("215.15")
+
+    # late events are counted per batch: b2 and the re-send of a3 are beyond the watermark in both queries
+    progress = DeltaTable(lake.table("speed/progress")).to_pandas()
+    late = progress.groupby("query").late_rows.sum()
+    assert late["rollups"] == 2 and late["inventory"] == 2
+    assert set(progress["query"]) == {"bronze", "rollups", "inventory"}
 
     # inventory and alerts: Kafka order per product, one alert per crossing, re-sends ignored
     inventory = DeltaTable(lake.table("speed/inventory")).to_pandas().set_index("product_id")
