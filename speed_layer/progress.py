@@ -52,7 +52,11 @@ def progress_row(progress: dict) -> dict:  # type: ignore[type-arg]
         partitions = 0
         if latest:
             offsets = json.loads(latest) if isinstance(latest, str) else latest
-            partitions = sum(len(by_partition) for by_partition in offsets.values())
+            # Kafka: {"topic": {"0": offset, ...}}; other sources report other shapes and no lag
+            if isinstance(offsets, dict):
+                partitions = sum(
+                    len(by_partition) for by_partition in offsets.values() if isinstance(by_partition, dict)
+                )
         average = float(metrics.get("avgOffsetsBehindLatest", 0) or 0)
         offsets_behind += round(average * partitions)
     watermark = (progress.get("eventTime") or {}).get("watermark")

@@ -36,3 +36,8 @@ def test_progress_row_reads_lag_watermark_and_late_rows() -> None:
 def test_epoch_watermark_means_none_yet() -> None:
     row = progress_row({"batchId": 0, "eventTime": {"watermark": "1970-01-01T00:00:00.000Z"}, "sources": []})
     assert row["watermark"] is None and row["offsets_behind"] == 0 and row["late_rows"] == 0
+
+
+def test_sources_without_kafka_offsets_report_no_lag() -> None:
+    row = progress_row({"batchId": 3, "sources": [{"latestOffset": "1500", "metrics": {}}]})
+    assert row["offsets_behind"] == 0
