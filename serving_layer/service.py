@@ -1,0 +1,452 @@
+"""The serving layer's query facade: merged sales, inventory, alerts and pipeline health, read from Delta.
+
+One ``ServingLayer`` per process keeps every table open (delta-rs, no JVM) and answers from per-version caches.
+The HTTP API (serving_layer.api) and the Dash dashboard (serving_layer.dashboard) both call it.
+
+Example::
+
+    from retail_shared.settings import Settings
+    from serving_layer.service import ServingLayer
+
+    serving = ServingLayer.from_settings(Settings())
+    result = serving.sales(start, end, "hour", dimension="product", key="p-0001")
+    result.high_water_mark, result.rows        # W (or None) and the merged rows with their source
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from retail_shared.settings import Settings
+from retail_shared.tables import Lake
+from serving_layer.errors import BadRequest
+from serving_layer.lake import (
+    FileRowCache,
+    IndexedRows,
+    LayeredRows,
+    OpenTable,
+    SnapshotCache,
+    column_max,
+    scan,
+    sql_literal,
+    to_micros,
+)
+from serving_layer.views import (
+    DIMENSIONS,
+    GRAIN_STEP,
+    GRAINS,
+    TIMESTAMP,
+    TOTAL_KEY,
+    Grain,
+    empty_rows,
+    floor_to_grain,
+    merge_views,
+    reconcile,
+    rollup_minutes,
+)
+
+__all__ = ["BatchState", "MAX_RANGE", "SUCCESS_STATUSES", "SalesResult", "ServingLayer"]
+
+# statuses of batch/runs rows whose W and view versions may be served (compared case-insensitively)
+SUCCESS_STATUSES = frozenset({"success", "succeeded"})
+# longest [start, end) one query may ask for, per grain: keeps every answer small enough to serve in milliseconds
+MAX_RANGE: dict[str, timedelta] = {
+    "minute": timedelta(days=31),
+    "hour": timedelta(days=400),
+    "day": timedelta(days=3660),
+}
+_BATCH_TABLES = {"minute": "batch/sales_minute", "hour": "batch/sales_hour", "day": "batch/sales_day"}
+_VERSION_COLUMNS = {"minute": "sales_minute_version", "hour": "sales_hour_version", "day": "sales_day_version"}
+_BATCH_COLUMNS = ["bucket_start", "key", "revenue", "orders", "units", "distinct_users"]
+_SPEED_COLUMNS = ["bucket_start", "key", "revenue", "orders", "units", "users_sketch", "users_estimate"]
+_TABLES = (
+    "speed/sales_minute",
+    "speed/inventory",
+    "speed/alerts",
+    "speed/progress",
+    "batch/runs",
+    *_BATCH_TABLES.values(),
+)
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """What batch/runs publishes: W, the validated view versions recorded with it, and the newest run."""
+
+    high_water_mark: datetime | None = None
+    run_id: str | None = None
+    versions: dict[str, int] = field(default_factory=dict)
+    last_run: dict[str, Any] | None = None
+    runs_version: int | None = None
+
+
+@dataclass(frozen=True)
+class SalesResult:
+    """Merged sales rows of one query and the table versions they were read at."""
+
+    high_water_mark: datetime | None
+    grain: str
+    dimension: str
+    key: str | None
+    rows: pa.Table
+    versions: dict[str, int | None]
+
+
+def _utc(moment: datetime, name: str) -> datetime:
+    if not isinstance(moment, datetime):
+        raise BadRequest(f"{name} must be a datetime, got {type(moment).__name__}")
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    # a timestamp_ntz column (e.g. Parquet INT96 read back without zone) holds UTC wall time
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _ceil_to_grain(moment: datetime, grain: Grain) -> datetime:
+    floor = floor_to_grain(moment, grain)
+    return floor if floor == moment else floor + GRAIN_STEP[grain]
+
+
+def _read_batch_state(runs: Any) -> BatchState:
+    table = scan(runs, columns=None, predicate=None, label="batch/runs")
+    records = table.to_pylist()
+    if not records:
+        return BatchState(runs_version=runs.version())
+    newest = max(records, key=lambda r: (r.get("started_at") or datetime.min.replace(tzinfo=UTC), r["run_id"] or ""))
+    good = [
+        r
+        for r in records
+        if str(r.get("status") or "").lower() in SUCCESS_STATUSES
+        and r.get("high_water_mark") is not None
+        and all(r.get(column) is not None for column in _VERSION_COLUMNS.values())
+    ]
+    if not good:
+        return BatchState(last_run=newest, runs_version=runs.version())
+    # W never moves backwards, so the published one is the largest; ties go to the run that finished last
+    best = max(good, key=lambda r: (r["high_water_mark"], r.get("finished_at") or r["high_water_mark"]))
+    return BatchState(
+        high_water_mark=_as_utc(best["high_water_mark"]),
+        run_id=best["run_id"],
+        versions={grain: int(best[column]) for grain, column in _VERSION_COLUMNS.items()},
+        last_run=newest,
+        runs_version=runs.version(),
+    )
+
+
+class ServingLayer:
+    """Reads the lake's views without a JVM and answers the serving contract of DESIGN.md.
+
+    Args:
+        lake_root: the lake root (a path or an object-store URI).
+        storage_options: delta-rs storage options for object stores (None for local paths).
+        clock: returns "now" (UTC); injectable so tests of freshness are deterministic.
+        speed_history: how far before W speed rows stay loaded, so the reconciliation view can compare them.
+        min_refresh_s: a table refreshed less than this long ago is not refreshed again (0: every query).
+    """
+
+    def __init__(
+        self,
+        lake_root: str,
+        *,
+        storage_options: dict[str, str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        speed_history: timedelta = timedelta(days=1),
+        min_refresh_s: float = 0.0,
+    ) -> None:
+        lake = Lake(root=lake_root, checkpoints=lake_root)
+        self._tables = {name: OpenTable(lake.table(name), storage_options, min_refresh_s) for name in _TABLES}
+        self._lock = threading.RLock()
+        self._cache = SnapshotCache()
+        self._speed_files = FileRowCache()
+        self._speed_layers: dict[tuple[str, datetime | None], tuple[int, LayeredRows]] = {}
+        self._clock = clock
+        self._speed_history = speed_history
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServingLayer:
+        """A serving layer over ``settings.lake_root``."""
+        return cls(settings.lake_root, min_refresh_s=settings.serving_min_refresh_seconds)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    @property
+    def speed_files_read(self) -> int:
+        """Data files of the speed view read so far (each at most once per filter; the rest come from memory)."""
+        return self._speed_files.files_read
+
+    # --- batch/runs ------------------------------------------------------------------------------
+    def batch_state(self) -> BatchState:
+        """The published W with its validated view versions, and the newest run of any outcome."""
+        with self._lock:
+            runs = self._tables["batch/runs"].latest()
+            if runs is None:
+                return BatchState()
+            return self._cache.get(("runs", runs.version()), lambda: _read_batch_state(runs))
+
+    # --- sales -----------------------------------------------------------------------------------
+    def _batch_index(self, grain: str, version: int, dimension: str) -> IndexedRows:
+        name = _BATCH_TABLES[grain]
+
+        def build() -> IndexedRows:
+            table = self._tables[name].at_version(version)
+            rows = scan(table, _BATCH_COLUMNS, f"dimension = {sql_literal(dimension)}", name)
+            return IndexedRows.build(rows)
+
+        return self._cache.get(("batch", name, version, dimension), build)
+
+    def _speed_index(self, dimension: str, lower: datetime | None) -> tuple[LayeredRows | None, int | None]:
+        table = self._tables["speed/sales_minute"].latest()
+        if table is None:
+            return None, None
+        version = table.version()
+        slot = (dimension, lower)
+        known = self._speed_layers.get(slot)
+        if known is not None and known[0] == version:
+            return known[1], version
+        import pyarrow.dataset as ds
+
+        sql = f"dimension = {sql_literal(dimension)}"
+        expression = ds.field("dimension") == dimension
+        if lower is not None:
+            sql += f" AND bucket_start >= {sql_literal(lower)}"
+            expression = expression & (ds.field("bucket_start") >= pa.scalar(lower, TIMESTAMP))
+        files = self._speed_files.read_files(table, _SPEED_COLUMNS, sql, expression, "speed/sales_minute")
+        layers = LayeredRows.update(known[1] if known else None, files)
+        self._speed_layers[slot] = (version, layers)
+        if len(self._speed_layers) > 8:  # W moved: forget the slots of the old lower bound
+            self._speed_layers.pop(next(iter(self._speed_layers)))
+        return layers, version
+
+    def _speed_lower(self, state: BatchState) -> datetime | None:
+        if state.high_water_mark is None:
+            return None
+        return floor_to_grain(state.high_water_mark - self._speed_history, "day")
+
+    def sales(
+        self,
+        start: datetime,
+        end: datetime,
+        grain: Grain,
+        dimension: str = "total",
+        key: str | None = TOTAL_KEY,
+        *,
+        distinct_users: bool = True,
+    ) -> SalesResult:
+        """Revenue, orders, units and distinct users per bucket in [start, end): batch before W, speed from W.
+
+        Args:
+            start, end: half-open range of bucket starts (naive datetimes are read as UTC).
+            grain: "minute", "hour" or "day".
+            dimension: "total" (key "all"), "product" (key = product_id) or "category" (key = category).
+            key: one key of the dimension, or None for every key (the rows then carry a ``key`` column).
+            distinct_users: False skips the sketch union of speed roll-ups (distinct_users is then null there).
+
+        Returns:
+            A SalesResult: W, and rows (bucket_start, [key,] revenue, orders, units, distinct_users, source).
+
+        Raises:
+            BadRequest: a parameter is out of its domain (the message names it).
+        """
+        start, end = _utc(start, "start"), _utc(end, "end")
+        if grain not in GRAINS:
+            raise BadRequest(f"grain must be one of {', '.join(GRAINS)}, got {grain!r}")
+        if dimension not in DIMENSIONS:
+            raise BadRequest(f"dimension must be one of {', '.join(DIMENSIONS)}, got {dimension!r}")
+        if start >= end:
+            raise BadRequest(f"start must be before end (the range is [start, end)), got {start} >= {end}")
+        if end - start > MAX_RANGE[grain]:
+            raise BadRequest(f"a {grain} query may span at most {MAX_RANGE[grain].days} days; use a coarser grain")
+        first, stop = _ceil_to_grain(start, grain), _ceil_to_grain(end, grain)
+        with self._lock:
+            state = self.batch_state()
+            w = state.high_water_mark
+            boundary = floor_to_grain(w, grain) if w is not None else None
+            batch_rows = empty_rows(with_key=key is None)
+            batch_version = None
+            if boundary is not None and first < boundary:
+                batch_version = state.versions[grain]
+                index = self._batch_index(grain, batch_version, dimension)
+                batch_rows = index.select(key, to_micros(first), to_micros(min(stop, boundary)))
+            minute_rows = None
+            speed_version = None
+            if boundary is None or stop > boundary:
+                index, speed_version = self._speed_index(dimension, self._speed_lower(state))
+                if index is not None:
+                    low = first if boundary is None else max(first, boundary)
+                    minute_rows = index.select(key, to_micros(low), to_micros(stop))
+        if minute_rows is None:
+            speed_rows = empty_rows(with_key=key is None)
+        else:
+            speed_rows = rollup_minutes(minute_rows, grain, distinct_users=distinct_users)
+        return SalesResult(
+            high_water_mark=w,
+            grain=grain,
+            dimension=dimension,
+            key=key,
+            rows=merge_views(batch_rows, speed_rows, w, grain),
+            versions={"batch_runs": state.runs_version, f"batch_{grain}": batch_version, "speed": speed_version},
+        )
+
+    def top_products(self, start: datetime, end: datetime, limit: int = 10) -> pa.Table:
+        """Products by revenue over minute buckets in [start, end): key, revenue, orders, units (merged)."""
+        rows = self.sales(start, end, "minute", dimension="product", key=None, distinct_users=False).rows
+        if rows.num_rows == 0:
+            return pa.table(
+                {
+                    "key": pa.array([], pa.string()),
+                    "revenue": rows["revenue"],
+                    "orders": rows["orders"],
+                    "units": rows["units"],
+                }
+            )
+        totals = rows.group_by("key", use_threads=False).aggregate(
+            [("revenue", "sum"), ("orders", "sum"), ("units", "sum")]
+        )
+        totals = totals.rename_columns(["key", "revenue", "orders", "units"])
+        return totals.sort_by([("revenue", "descending"), ("key", "ascending")]).slice(0, limit)
+
+    def reconciliation(self, start: datetime, end: datetime, grain: Grain = "hour") -> pa.Table:
+        """Speed vs batch figures (total) for the buckets in [start, end) that both layers hold, before W.
+
+        Returns the ``views.reconcile`` layout; empty with no batch run or no speed rows before W.
+        """
+        start, end = _utc(start, "start"), _utc(end, "end")
+        with self._lock:
+            state = self.batch_state()
+            if state.high_water_mark is None:
+                return reconcile(empty_rows(), empty_rows())
+            boundary = floor_to_grain(state.high_water_mark, grain)
+            first, stop = _ceil_to_grain(start, grain), min(_ceil_to_grain(end, grain), boundary)
+            if first >= stop:
+                return reconcile(empty_rows(), empty_rows())
+            batch = self._batch_index(grain, state.versions[grain], "total").select(
+                TOTAL_KEY, to_micros(first), to_micros(stop)
+            )
+            index, _ = self._speed_index("total", self._speed_lower(state))
+            minutes = index.select(TOTAL_KEY, to_micros(first), to_micros(stop)) if index else None
+        speed = rollup_minutes(minutes, grain) if minutes is not None else empty_rows()
+        return reconcile(batch, speed)
+
+    # --- inventory, alerts, health -----------------------------------------------------------------
+    def _whole(self, name: str) -> tuple[pa.Table | None, int | None]:
+        with self._lock:
+            table = self._tables[name].latest()
+            if table is None:
+                return None, None
+            version = table.version()
+            return self._cache.get(("whole", name, version), lambda: scan(table, None, None, name)), version
+
+    def inventory(self) -> pa.Table:
+        """speed/inventory, products below their threshold first, then by stock ascending."""
+        table, _ = self._whole("speed/inventory")
+        if table is None:
+            return pa.table(
+                {
+                    "product_id": pa.array([], pa.string()),
+                    "stock": pa.array([], pa.int64()),
+                    "threshold": pa.array([], pa.int32()),
+                    "below_threshold": pa.array([], pa.bool_()),
+                    "last_event_time": pa.array([], TIMESTAMP),
+                    "updated_at": pa.array([], TIMESTAMP),
+                }
+            )
+        return table.sort_by([("below_threshold", "descending"), ("stock", "ascending"), ("product_id", "ascending")])
+
+    def alerts(self, recent: timedelta = timedelta(hours=24)) -> pa.Table:
+        """Open alerts and those opened or resolved within ``recent`` of now: open first, newest first."""
+        table, _ = self._whole("speed/alerts")
+        if table is None:
+            return pa.table(
+                {
+                    "alert_id": pa.array([], pa.string()),
+                    "product_id": pa.array([], pa.string()),
+                    "kind": pa.array([], pa.string()),
+                    "stock_at_open": pa.array([], pa.int64()),
+                    "threshold": pa.array([], pa.int32()),
+                    "opened_at": pa.array([], TIMESTAMP),
+                    "resolved_at": pa.array([], TIMESTAMP),
+                    "open": pa.array([], pa.bool_()),
+                }
+            )
+        since = pa.scalar(self.now() - recent, TIMESTAMP)
+        is_open = pc.is_null(table["resolved_at"])
+        keep = pc.or_(
+            is_open,
+            pc.or_(
+                pc.fill_null(pc.greater_equal(table["resolved_at"], since), False),
+                pc.fill_null(pc.greater_equal(table["opened_at"], since), False),
+            ),
+        )
+        chosen = table.append_column("open", is_open).filter(keep)
+        return chosen.sort_by([("open", "descending"), ("opened_at", "descending"), ("alert_id", "ascending")])
+
+    def health(self) -> dict[str, Any]:
+        """Pipeline health: newest event time in the speed views, freshness, consumer lag, last batch run, W."""
+        now = self.now()
+        state = self.batch_state()
+        with self._lock:
+            sales = self._tables["speed/sales_minute"].latest()
+            inventory = self._tables["speed/inventory"].latest()
+            newest_bucket = _as_utc(column_max(sales, "bucket_start")) if sales is not None else None
+            speed_updated = _as_utc(column_max(sales, "updated_at")) if sales is not None else None
+            newest_stock_event = _as_utc(column_max(inventory, "last_event_time")) if inventory is not None else None
+            progress = self._latest_progress()
+        candidates = [moment for moment in (newest_bucket, newest_stock_event) if moment is not None]
+        newest = max(candidates) if candidates else None
+        latest = max(progress, key=lambda r: (r["timestamp"], r["batch_id"])) if progress else None
+        return {
+            "now": now,
+            "newest_event_time": newest,
+            "newest_sales_bucket": newest_bucket,
+            "newest_inventory_event_time": newest_stock_event,
+            "speed_last_update": speed_updated,
+            "freshness_seconds": (now - newest).total_seconds() if newest is not None else None,
+            "offsets_behind": latest["offsets_behind"] if latest else None,
+            "speed_watermark": latest["watermark"] if latest else None,
+            "progress_time": latest["timestamp"] if latest else None,
+            "queries": {
+                row["query"]: {
+                    "batch_id": row["batch_id"],
+                    "timestamp": row["timestamp"],
+                    "offsets_behind": row["offsets_behind"],
+                    "input_rows_per_s": row["input_rows_per_s"],
+                    "batch_duration_ms": row["batch_duration_ms"],
+                    "watermark": row["watermark"],
+                    "late_rows": row["late_rows"],
+                }
+                for row in progress
+            },
+            "high_water_mark": state.high_water_mark,
+            "last_batch_run": state.last_run,
+        }
+
+    def _latest_progress(self) -> list[dict[str, Any]]:
+        """The newest speed/progress row of every query (read from the last hour of rows before the newest)."""
+        table = self._tables["speed/progress"].latest()
+        if table is None:
+            return []
+        version = table.version()
+
+        def build() -> list[dict[str, Any]]:
+            newest = column_max(table, "timestamp")
+            predicate = None if newest is None else f"timestamp >= {sql_literal(newest - timedelta(hours=1))}"
+            rows = scan(table, None, predicate, "speed/progress").to_pylist()
+            latest: dict[str, dict[str, Any]] = {}
+            for row in rows:
+                current = latest.get(row["query"])
+                if current is None or (row["timestamp"], row["batch_id"]) > (current["timestamp"], current["batch_id"]):
+                    latest[row["query"]] = row
+            return sorted(latest.values(), key=lambda r: r["query"])
+
+        return self._cache.get(("progress", version), build)
