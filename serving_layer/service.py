@@ -222,6 +222,8 @@ class ServingLayer:
             sql += f" AND bucket_start >= {sql_literal(lower)}"
             expression = expression & (ds.field("bucket_start") >= pa.scalar(lower, TIMESTAMP))
         files = self._speed_files.read_files(table, _SPEED_COLUMNS, sql, expression, "speed/sales_minute")
+        if not files:
+            return None, version  # the speed layer created the table but has not written a row yet
         layers = LayeredRows.update(known[1] if known else None, files)
         self._speed_layers[slot] = (version, layers)
         if len(self._speed_layers) > 8:  # W moved: forget the slots of the old lower bound

@@ -117,3 +117,16 @@ def test_without_any_batch_run_everything_is_speed(spark, test_root) -> None:  #
         ("5.55", "speed"),
     ]
     assert ServingLayer(str(test_root / "nothing_here")).sales(AT, W, "hour").rows.num_rows == 0
+
+
+def test_tables_the_speed_layer_just_created_serve_empty_answers(spark, test_root) -> None:  # type: ignore[no-untyped-def]
+    from retail_shared.tables import Lake
+    from speed_layer.sinks import ensure_speed_tables
+
+    lake = Lake(str(test_root / "fresh_speed_lake"), str(test_root / "fresh_speed_ck"))
+    ensure_speed_tables(spark, lake)  # what `retail speed` does before its first micro-batch
+    serving = ServingLayer(lake.root)
+    for grain in ("minute", "hour", "day"):
+        result = serving.sales(AT, W, grain)
+        assert result.rows.num_rows == 0 and result.high_water_mark is None
+    json.dumps(serving.health(), default=str)
