@@ -72,7 +72,7 @@ def _records(table: pa.Table) -> list[dict[str, Any]]:
         column = table[name]
         if pa.types.is_timestamp(column.type):
             utc = column.cast(pa.timestamp("us", tz="UTC"))
-            if pc.any(pc.not_equal(pc.microsecond(utc), 0)).as_py():  # rare: keep the fraction
+            if pc.any(pc.not_equal(pc.subsecond(utc), 0)).as_py():  # e.g. event times: keep the fraction
                 columns[name] = [jsonable(v) for v in column.to_pylist()]
                 continue
             # %S of a sub-second unit prints a fraction: whole seconds first

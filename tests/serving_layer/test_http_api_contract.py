@@ -145,3 +145,17 @@ def test_retail_serve_binds_loopback_and_answers(scenario_lake: LakeBuilder) -> 
             server.kill()
             server.wait()
     assert server.returncode is not None
+
+
+def test_sub_second_timestamps_keep_their_fraction() -> None:
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from serving_layer.api import _records
+
+    moments = [datetime(2026, 1, 5, 10, 0, 0, 269000, tzinfo=UTC), datetime(2026, 1, 5, 10, 0, 1, tzinfo=UTC), None]
+    rows = _records(pa.table({"opened_at": pa.array(moments, pa.timestamp("us", tz="UTC"))}))
+    assert rows[0]["opened_at"].startswith("2026-01-05T10:00:00.269")
+    assert rows[1]["opened_at"].startswith("2026-01-05T10:00:01")
+    assert rows[2]["opened_at"] is None
