@@ -96,11 +96,16 @@ def _inventory_state_fn(threshold: int, dedup_horizon: timedelta):  # type: igno
             if stock < threshold and open_alert is None:
                 open_alert = alert_id_for(product_id, int(row.kafka_partition), int(row.kafka_offset))
                 alerts.append(
-                    {"row_kind": "alert_open", "alert_id": open_alert, "alert_at": row.event_time, "stock": stock}
+                    {"row_kind": "alert_open", "alert_id": open_alert, "alert_at": row.kafka_timestamp, "stock": stock}
                 )
             elif stock >= threshold and open_alert is not None:
                 alerts.append(
-                    {"row_kind": "alert_resolve", "alert_id": open_alert, "alert_at": row.event_time, "stock": stock}
+                    {
+                        "row_kind": "alert_resolve",
+                        "alert_id": open_alert,
+                        "alert_at": row.kafka_timestamp,
+                        "stock": stock,
+                    }
                 )
                 open_alert = None
         if seen:
@@ -135,11 +140,14 @@ def _inventory_state_fn(threshold: int, dedup_horizon: timedelta):  # type: igno
 def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelta) -> DataFrame:
     """Stock per product from restocks (+) and purchases (−), with low-stock alert transitions.
 
-    Requires event_id, event_type, event_time, product_id, quantity, kafka_partition, kafka_offset. The topic is
-    keyed by product_id, so one product's events share a partition and offsets give their order. An event_id
-    already applied is ignored; events later than the watermark (``dedup_horizon``, the same delay as the
-    rollups') are left out, like in every speed view, and counted by Spark as late. At most one alert is open
-    per product: it opens when stock falls below ``threshold`` and resolves when stock is back at or above it.
+    Requires event_id, event_type, event_time, product_id, quantity, kafka_partition, kafka_offset and
+    kafka_timestamp (an alert opens or resolves at the Kafka timestamp of the event that crossed the threshold:
+    arrival order, so a late restock never resolves an alert "before" it opened, and replays give the same
+    time). The topic is keyed by product_id, so one product's events share a partition and offsets give their
+    order. An event_id already applied is ignored; events later than the watermark (``dedup_horizon``, the same
+    delay as the rollups') are left out, like in every speed view, and counted by Spark as late. At most one
+    alert is open per product: it opens when stock falls below ``threshold`` and resolves when stock is back at
+    or above it.
 
     Output (INVENTORY_OUTPUT_SCHEMA, update mode): one ``inventory`` row per product touched in the batch and one
     ``alert_open`` / ``alert_resolve`` row per transition.
@@ -148,7 +156,16 @@ def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelt
         raise ValueError(f"threshold must be >= 0, got {threshold}")
     stock_events = (
         events.where(F.col("event_type").isin(EventType.RESTOCK.value, EventType.PURCHASE.value))
-        .select("event_id", "event_type", "event_time", "product_id", "quantity", "kafka_partition", "kafka_offset")
+        .select(
+            "event_id",
+            "event_type",
+            "event_time",
+            "product_id",
+            "quantity",
+            "kafka_partition",
+            "kafka_offset",
+            "kafka_timestamp",
+        )
         # the same lateness rule as the rollups: Spark drops events older than the watermark before the state
         # function sees them, so an event_id forgotten by the state (older than the horizon) cannot be re-applied
         .withWatermark("event_time", f"{int(dedup_horizon.total_seconds())} seconds")
