@@ -122,7 +122,8 @@ class SpeedLayer:
         # materialise once: commits the state store even when Delta skips an already-written batch
         rows = batch.withColumn("updated_at", F.current_timestamp()).persist()
         try:
-            rows.count()
+            if rows.count() == 0:
+                return  # a no-data batch that only moved the watermark: nothing to MERGE, no empty commit
             merge_once(
                 rows,
                 self.lake.table("speed/sales_minute"),
@@ -137,7 +138,8 @@ class SpeedLayer:
     def _write_inventory(self, batch: DataFrame, batch_id: int, app_id: str) -> None:
         rows = batch.persist()
         try:
-            rows.count()
+            if rows.count() == 0:
+                return  # materialised (state committed) and nothing changed
             stock = rows.where(F.col("row_kind") == "inventory").select(
                 "product_id",
                 "stock",
