@@ -7,7 +7,7 @@ PYTEST := .venv/bin/pytest
 RATE ?= 200
 DURATION ?= 30
 
-.PHONY: help setup up down status produce demo test test-fast lint format clean
+.PHONY: help setup up down status produce demo test test-fast lint format clean serve dashboard bench-serve
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -18,8 +18,8 @@ setup: ## install everything missing: uv, the locked venv, JVM jars from Maven C
 up: setup ## start the local Kafka broker (KRaft, 127.0.0.1:9092) and create the topics
 	@$(RETAIL) up
 
-down: ## stop every local service this project started (no process left behind)
-	@if [ -x $(RETAIL) ]; then $(RETAIL) down; else echo "nothing to stop (no venv)"; fi
+down: ## stop everything this project started: background services, Airflow, the broker (no process left behind)
+	@if [ -x $(RETAIL) ]; then $(RETAIL) stop; $(RETAIL) airflow stop; $(RETAIL) down; else echo "nothing to stop (no venv)"; fi
 
 status: ## show what runs, where, and the topics
 	@$(RETAIL) status || true
@@ -27,10 +27,15 @@ status: ## show what runs, where, and the topics
 produce: ## send generated events to Kafka: make produce RATE=200 DURATION=30
 	@$(RETAIL) produce --rate $(RATE) --duration $(DURATION)
 
-demo: up ## set up and run the pipeline on embedded defaults (see README: what runs so far)
+demo: up ## set up everything missing and run the pipeline: broker, speed layer, API, dashboard, live events
+	@$(RETAIL) start speed api dashboard
 	@$(RETAIL) produce --rate $(RATE) --duration $(DURATION) --late-ratio 0.02 --duplicate-ratio 0.01 --malformed-ratio 0.005
+	@echo ""
+	@echo "dashboard  http://127.0.0.1:$${RETAIL_DASHBOARD_PORT:-8050}   API  http://127.0.0.1:$${RETAIL_API_PORT:-8000}/api/health"
+	@echo "more events: make produce   nightly batch: make batch DATE=YYYY-MM-DD or make airflow   stop all: make down"
 
-test: setup ## run the whole test suite (starts and stops its own broker on free ports)
+test: ## run the whole test suite (starts and stops its own broker on free ports; installs chromium for browser tests)
+	@bash scripts/setup.sh --browser
 	@$(PYTEST) tests
 
 test-fast: setup ## unit tests only (no broker, no Airflow, no browser)
@@ -42,6 +47,39 @@ lint: setup ## ruff lint + format check
 format: setup ## apply ruff's formatting and safe fixes
 	@.venv/bin/ruff check --fix . && .venv/bin/ruff format .
 
+serve: setup ## run the serving layer's HTTP JSON API on 127.0.0.1:8000 (docs/serving.md)
+	@$(RETAIL) serve
+
+dashboard: setup ## run the live Dash dashboard on 127.0.0.1:8050 (docs/serving.md)
+	@$(RETAIL) dashboard
+
+bench-serve: setup ## p50/p95 of the merged query over 30 days of minute data and of a dashboard refresh -> BENCHMARKS.md
+	@.venv/bin/python -m serving_layer.bench
+
 clean: down ## delete everything the pipeline wrote (var/: lake, checkpoints, broker data) but keep the jar cache
 	@rm -rf var/lake var/checkpoints var/kafka var/airflow test-artifacts
 	@echo "removed var/lake var/checkpoints var/kafka var/airflow test-artifacts"
+
+.PHONY: speed bench-speed
+speed: up ## run the speed layer until Ctrl-C (Kafka -> bronze, quarantine, rollups, inventory, alerts)
+	@$(RETAIL) speed
+
+bench-speed: setup ## benchmark the speed layer (throughput, event->served latency, backlog drain) -> BENCHMARKS.md
+	@.venv/bin/python -m speed_layer.bench
+
+# --- batch layer (docs/batch.md) ------------------------------------------------------------------
+DATE ?=
+EVENTS ?= 10000000
+.PHONY: batch airflow airflow-down bench-batch
+
+batch: setup ## recompute, validate and publish the exact batch views for a UTC day: make batch DATE=YYYY-MM-DD (default yesterday)
+	@$(RETAIL) batch $(if $(DATE),--date $(DATE),)
+
+airflow: setup ## start local Airflow (api-server, scheduler, dag-processor on 127.0.0.1) with the nightly batch DAG; prints the login
+	@$(RETAIL) airflow start
+
+airflow-down: ## stop local Airflow (by process group; `make down` does this too)
+	@$(RETAIL) airflow stop
+
+bench-batch: setup ## time the batch recompute over EVENTS (10M) generated events, Spark vs DuckDB; writes BENCHMARKS.md
+	@.venv/bin/python -m batch_layer.bench --events $(EVENTS) --reuse

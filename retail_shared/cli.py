@@ -5,7 +5,13 @@ Commands:
   down      stop the local broker (no process left behind)
   status    show whether the broker runs, its address and topics
   produce   send generated retail events to Kafka (rate, duration, seed, faults configurable)
+  start     start background services (speed, api, dashboard); logs and PIDs under var/run
+  stop      stop background services (all when none is named)
+  serve     run the serving layer's HTTP JSON API (127.0.0.1:8000 by default)
+  dashboard run the live Dash dashboard (127.0.0.1:8050 by default)
   speed     run the speed layer: Kafka -> bronze + quarantine, minute rollups, inventory + alerts (Delta)
+  batch     recompute exact batch views for a UTC day (+ lookback), validate, publish W, maintain
+  airflow   start | stop | status the local Airflow (api-server, scheduler, dag-processor) for the batch DAG
 
 Every command reads its settings from RETAIL_* environment variables (docs/settings.md).
 """
@@ -51,6 +57,9 @@ def _cmd_status(settings: Settings, _args: argparse.Namespace) -> int:
 
     status = LocalKafka.from_settings(settings).status()
     print(status.describe())
+    services = _services(settings)
+    for name, pid in services.running().items():
+        print(f"{name}: running, pid {pid}, log {services.log_file(name)}")
     return 0 if status.ready else 1
 
 
@@ -85,6 +94,72 @@ def _cmd_speed(settings: Settings, args: argparse.Namespace) -> int:
     from speed_layer.job import run
 
     return run(settings, available_now=args.available_now)
+
+
+def _cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    from serving_layer.api import serve
+
+    serve(settings)
+    return 0
+
+
+def _cmd_dashboard(settings: Settings, _args: argparse.Namespace) -> int:
+    from serving_layer.dashboard.app import run
+
+    run(settings)
+    return 0
+
+
+def _cmd_batch(settings: Settings, args: argparse.Namespace) -> int:
+    from batch_layer.job import run_from_args
+
+    return run_from_args(settings, args)
+
+
+def _cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
+    from batch_layer.airflow_local import LocalAirflow
+
+    airflow = LocalAirflow.from_settings(settings)
+    if args.action == "stop":
+        stopped = airflow.stop()
+        print("airflow stopped: " + ", ".join(stopped) if stopped else "airflow was not running")
+        return 0
+    if args.action == "start":
+        print(f"starting Airflow (api-server, scheduler, dag-processor) in {airflow.home} ...", flush=True)
+        seconds = airflow.start()
+        print(f"airflow ready on {airflow.url} after {seconds:.1f}s (logs: {airflow.home / 'logs'})")
+    running = airflow.pids()
+    print(f"airflow: {', '.join(f'{name} pid {pid}' for name, pid in running.items()) or 'stopped'}; {airflow.url}")
+    if running and airflow.passwords_file.exists():
+        print(f"login: user admin, password {airflow.admin_password()} (from {airflow.passwords_file})")
+    return 0 if running or args.action == "status" else 1
+
+
+def _services(settings: Settings):  # type: ignore[no-untyped-def]
+    from retail_shared.services import Services
+
+    return Services(settings.run_dir)
+
+
+def _cmd_start(settings: Settings, args: argparse.Namespace) -> int:
+    services = _services(settings)
+    for name in args.services:
+        pid = services.start(name)
+        print(f"{name}: running, pid {pid}, log {services.log_file(name)}")
+    return 0
+
+
+def _cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
+    from retail_shared.services import SERVICES
+
+    unknown = sorted(set(args.services) - set(SERVICES))
+    if unknown:
+        raise ValueError(f"services must be among {', '.join(SERVICES)}, got {', '.join(unknown)}")
+    services = _services(settings)
+    names = args.services or list(services.running())
+    stopped = [name for name in names if services.stop(name)]
+    print("stopped: " + ", ".join(stopped) if stopped else "no background service was running")
+    return 0
 
 
 def _iso_datetime(text: str) -> datetime:
@@ -133,6 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="process what Kafka holds now, then stop (default: run until Ctrl-C)",
     )
     speed.set_defaults(run=_cmd_speed)
+    from retail_shared.services import SERVICES
+
+    start = commands.add_parser("start", help="start services in the background: speed, api, dashboard")
+    start.add_argument("services", nargs="+", choices=list(SERVICES), help="which services")
+    start.set_defaults(run=_cmd_start)
+    stop = commands.add_parser("stop", help="stop background services (all when none is named)")
+    # no `choices` here: argparse rejects an empty list against choices for nargs="*"
+    stop.add_argument("services", nargs="*", help=f"any of {', '.join(SERVICES)} (default: all)")
+    stop.set_defaults(run=_cmd_stop)
+    commands.add_parser("serve", help="run the serving layer's HTTP JSON API").set_defaults(run=_cmd_serve)
+    commands.add_parser("dashboard", help="run the live Dash dashboard").set_defaults(run=_cmd_dashboard)
+
+    from batch_layer.arguments import add_arguments as add_batch_arguments  # stdlib only: keeps `retail` fast
+
+    batch = commands.add_parser("batch", help="recompute exact batch views for a UTC day, validate, publish W")
+    add_batch_arguments(batch)
+    batch.set_defaults(run=_cmd_batch)
+    airflow = commands.add_parser("airflow", help="start | stop | status the local Airflow for the batch DAG")
+    airflow.add_argument("action", choices=["start", "stop", "status"], help="what to do")
+    airflow.set_defaults(run=_cmd_airflow)
     return parser
 
 

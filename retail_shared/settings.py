@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
         default=str(_VAR / "lake"), description="Root of every Delta table: a path or s3a://, abfss://, gs://"
     )
     checkpoint_root: str = Field(default=str(_VAR / "checkpoints"), description="Streaming checkpoints.")
+    run_dir: Path = Field(default=_VAR / "run", description="PID files and logs of background services.")
     jar_cache: Path = Field(default=_VAR / "cache" / "jars", description="Filled by make setup.")
 
     # --- Spark ------------------------------------------------------------------------------------
@@ -76,7 +78,32 @@ class Settings(BaseSettings):
     bind_host: str = Field(default="127.0.0.1", description="Address the API, Dash and Airflow bind to.")
     api_port: int = Field(default=8000, ge=1, le=65535)
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
+    dashboard_refresh_seconds: float = Field(
+        default=5.0, ge=0.5, description="Dashboard refresh interval; widened automatically past the slowest callback."
+    )
+    serving_min_refresh_seconds: float = Field(
+        default=0.25, ge=0.0, description="Serving reuses a table version refreshed less than this long ago."
+    )
     airflow_port: int = Field(default=8080, ge=1, le=65535)
+
+    # --- Batch layer + Airflow (docs/batch.md) ----------------------------------------------------
+    batch_lookback_days: int = Field(default=2, ge=0, description="Days before the interval also recomputed.")
+    batch_future_tolerance_seconds: int = Field(
+        default=300, ge=0, description="Clock skew allowed before an event time counts as in the future."
+    )
+    bronze_closed_after_days: int = Field(
+        default=1, ge=1, description="A bronze partition is compacted once this many days have passed after it."
+    )
+    vacuum_retention_hours: int = Field(default=168, ge=168, description="VACUUM retention (at least 7 days).")
+    batch_optimize_speed_tables: bool = Field(default=True, description="Also OPTIMIZE the speed tables.")
+    batch_gx_pandas_max_rows: int = Field(
+        default=200_000, ge=0, description="Frames up to this size are validated by GE's pandas engine (faster)."
+    )
+    batch_start_date: date = Field(default=date(2026, 11, 20), description="First day the nightly DAG covers.")
+    batch_catchup: bool = Field(default=True, description="Backfill every missed day since batch_start_date.")
+    airflow_home: Path = Field(default=_VAR / "airflow", description="AIRFLOW_HOME of `make airflow`.")
+    airflow_spark_conn_id: str = Field(default="retail_spark", description="Airflow connection of spark-submit.")
+    airflow_parallelism: int = Field(default=4, ge=1, description="Airflow core.parallelism (task slots).")
 
     @field_validator("spark_master")
     @classmethod

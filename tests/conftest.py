@@ -63,3 +63,25 @@ def kafka(settings: Settings) -> Iterator[object]:
     )
     yield broker
     broker.stop()
+
+
+def pytest_setup_options():  # type: ignore[no-untyped-def]
+    """Chrome options for dash[testing]'s dash_duo: Debian's headless Chromium, safe in containers and CI."""
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1440,1100",
+    ):
+        options.add_argument(flag)
+    return options

@@ -1,0 +1,298 @@
+"""Run Apache Airflow 3 locally for the batch DAG: api-server, scheduler and dag-processor on 127.0.0.1.
+
+What ``make airflow`` / ``make airflow-down`` / ``make down`` and the Airflow test fixtures all go through:
+
+- metadata in SQLite under ``$AIRFLOW_HOME`` (``var/airflow`` by default), LocalExecutor, parallelism 4,
+  no example DAGs, the project's ``dags/`` folder;
+- every listener on ``RETAIL_BIND_HOST`` (127.0.0.1): the api-server via ``AIRFLOW__API__HOST``; the scheduler
+  runs with ``--skip-serve-logs`` because its log server would bind 0.0.0.0:8793;
+- login required (simple auth manager, user ``admin``); Airflow generates the password into
+  ``$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated`` and :meth:`LocalAirflow.admin_password` reads it;
+- the Spark connection as an environment variable ``AIRFLOW_CONN_RETAIL_SPARK`` (master = RETAIL_SPARK_MASTER,
+  ``local[2]`` by default) unless one is already set, so a cluster is one variable away;
+- the caller's RETAIL_* settings are handed to every service, so spark-submit jobs see the same lake;
+- each service in its own process group with a PID file; stop = SIGTERM to the group, then SIGKILL.
+
+Example::
+
+    airflow = LocalAirflow.from_settings(Settings())
+    airflow.start()                  # idempotent
+    token = airflow.token()          # POST /auth/token with the generated admin password
+    airflow.stop()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from batch_layer.errors import AirflowServiceError
+from retail_shared.settings import PROJECT_ROOT, Settings
+
+__all__ = ["LocalAirflow", "SERVICES", "settings_env"]
+
+SERVICES: dict[str, list[str]] = {
+    "api-server": ["api-server"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+}
+_BIN = Path(sys.executable).parent
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as RETAIL_* environment variables (secrets included: the services need them)."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        env[f"RETAIL_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass(frozen=True)
+class LocalAirflow:
+    """The three Airflow services of one AIRFLOW_HOME."""
+
+    home: Path
+    host: str
+    port: int
+    settings_env: dict[str, str] = field(default_factory=dict)
+    spark_master: str = "local[2]"
+    conn_id: str = "retail_spark"
+    parallelism: int = 4
+    dags_folder: Path = PROJECT_ROOT / "dags"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalAirflow:
+        return cls(
+            home=Path(settings.airflow_home).resolve(),
+            host=settings.bind_host,
+            port=settings.airflow_port,
+            settings_env=settings_env(settings),
+            spark_master=settings.spark_master,
+            conn_id=settings.airflow_spark_conn_id,
+            parallelism=settings.airflow_parallelism,
+        )
+
+    # --- configuration --------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json.generated"
+
+    def _secret(self, name: str) -> str:
+        # the api-server and the scheduler must sign and check task tokens with the same key: keep it on disk
+        path = self.home / f".{name}"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def env(self) -> dict[str, str]:
+        """The environment every Airflow command of this home runs with."""
+        env = {**os.environ, **self.settings_env}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__API__HOST": self.host,
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__API__SECRET_KEY": self._secret("api_secret_key"),
+                "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "GX_ANALYTICS_ENABLED": "false",
+                "PYSPARK_PYTHON": sys.executable,
+                "PYSPARK_DRIVER_PYTHON": sys.executable,
+                # spark-submit and airflow from the project's venv, whatever PATH the caller had
+                "PATH": f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            }
+        )
+        conn_var = f"AIRFLOW_CONN_{self.conn_id.upper()}"
+        env.setdefault(
+            conn_var,
+            json.dumps({"conn_type": "spark", "host": self.spark_master, "extra": {"spark-binary": "spark-submit"}}),
+        )
+        return env
+
+    def airflow(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run one ``airflow`` CLI command against this home and wait for it."""
+        result = subprocess.run(
+            [str(_BIN / "airflow"), *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+            raise AirflowServiceError(f"`airflow {' '.join(args)}` exited {result.returncode}:\n{tail}")
+        return result
+
+    def migrate(self) -> None:
+        """Create or upgrade the SQLite metadata database (idempotent)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.airflow("db", "migrate")
+
+    # --- processes ------------------------------------------------------------------------------
+    def _pid_file(self, service: str) -> Path:
+        return self.home / f"{service}.pid"
+
+    def log_file(self, service: str) -> Path:
+        return self.home / "logs" / f"{service}.out"
+
+    def pids(self) -> dict[str, int]:
+        """Services of this home that are running, by name."""
+        running = {}
+        for service in SERVICES:
+            pid_file = self._pid_file(service)
+            if not pid_file.exists():
+                continue
+            pid = int(pid_file.read_text().strip() or 0)
+            if pid and _alive(pid):
+                running[service] = pid
+            else:
+                pid_file.unlink(missing_ok=True)
+        return running
+
+    def start(self, timeout_s: float = 180) -> float:
+        """Migrate, start the services that are not running, wait until the API answers; returns seconds waited."""
+        began = time.monotonic()
+        running = self.pids()
+        if len(running) < len(SERVICES):
+            self.migrate()
+        env = self.env()
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        for service, args in SERVICES.items():
+            if service in running:
+                continue
+            with open(self.log_file(service), "ab") as log:
+                process = subprocess.Popen(
+                    [str(_BIN / "airflow"), *args],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: stop() ends every child with it
+                    cwd=self.home,
+                )
+            self._pid_file(service).write_text(str(process.pid))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return time.monotonic() - began
+            dead = [name for name in SERVICES if name not in self.pids()]
+            if dead:
+                self.stop()
+                raise AirflowServiceError(f"Airflow {', '.join(dead)} exited at start; see {self.log_file(dead[0])}")
+            time.sleep(1.0)
+        self.stop()
+        raise AirflowServiceError(f"Airflow API did not answer on {self.url} within {timeout_s:.0f}s")
+
+    def stop(self, grace_s: float = 20) -> list[str]:
+        """Stop every service of this home by process group (SIGTERM, then SIGKILL); returns what was stopped."""
+        running = self.pids()
+        for pid in running.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(_group_alive(pid) for pid in running.values()):
+            time.sleep(0.3)
+        for pid in running.values():
+            if _group_alive(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        for service in running:
+            self._pid_file(service).unlink(missing_ok=True)
+        return sorted(running)
+
+    # --- API ------------------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=3) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def admin_password(self) -> str:
+        """The generated password of user ``admin`` (never admin/admin)."""
+        if not self.passwords_file.exists():
+            raise AirflowServiceError(f"no generated password yet in {self.passwords_file}: start Airflow first")
+        return str(json.loads(self.passwords_file.read_text())["admin"])
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        """One JSON request to the REST API; returns the decoded answer."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            raise AirflowServiceError(f"{method} {path} -> {error.code}: {error.read().decode()[:500]}") from error
+        return json.loads(text) if text else None
+
+    def token(self) -> str:
+        """A bearer token for user admin (POST /auth/token)."""
+        answer = self.request("POST", "/auth/token", {"username": "admin", "password": self.admin_password()})
+        return str(answer["access_token"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by its parent) counts as gone
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+            return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _alive(pgid) or _any_in_group(pgid)
+
+
+def _any_in_group(pgid: int) -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().split(") ")[-1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False

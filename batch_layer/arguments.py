@@ -1,0 +1,27 @@
+"""Command-line arguments of the batch job, shared by ``retail batch`` and the spark-submit entry point.
+
+Kept free of pyspark so that building the ``retail`` parser stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["STEPS", "add_arguments"]
+
+STEPS: tuple[str, ...] = ("validate-input", "recompute", "validate-views", "publish", "maintain")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --date | --start/--end, --lookback-days, --step and --run-id to ``parser``."""
+    parser.add_argument("--date", help="the UTC day to recompute, YYYY-MM-DD (default: yesterday)")
+    parser.add_argument("--start", help="data interval start, ISO-8601 (snapped to its UTC day)")
+    parser.add_argument("--end", help="data interval end, ISO-8601 (exclusive; snapped to its UTC day)")
+    parser.add_argument(
+        "--run-after",
+        help="when --start/--end are empty (an Airflow run triggered without a logical date): recompute the UTC "
+        "day before this moment's day",
+    )
+    parser.add_argument("--lookback-days", type=int, default=None, help="extra days recomputed before the interval")
+    parser.add_argument("--step", default="all", choices=["all", *STEPS], help="one step, or all of them (default)")
+    parser.add_argument("--run-id", default=None, help="run id (required with --step; generated otherwise)")

@@ -1,0 +1,361 @@
+"""Benchmark of the batch recompute: Spark (the project's job) vs DuckDB on the same Delta table (make bench-batch).
+
+1. ``generate``: N synthetic events (1 % re-sent duplicates) written straight into a bronze/events Delta table
+   with Spark (``spark.range`` + deterministic hash expressions; no Kafka), partitioned by event_date.
+2. ``spark``: the batch job's ``recompute`` step over the whole range, in a subprocess (JVM start excluded from
+   the timed part, reported separately), peak RSS of the process tree sampled every 0.2 s.
+3. ``duckdb``: the same three views computed by DuckDB from the same Delta table (``delta_scan`` of the
+   offline ``duckdb-extension-delta`` package), written to Parquet, also in a subprocess with peak RSS.
+   The SQL restates the metric definitions for this comparison only; the two outputs are cross-checked (rows,
+   revenue, orders, units and distinct users per grain must agree exactly).
+4. The numbers go into BENCHMARKS.md (section "Batch layer"), with the machine's description.
+
+Usage::
+
+    python -m batch_layer.bench --events 10000000 --days 3      # what `make bench-batch` runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+_MARK_BEGIN = "<!-- batch-bench:begin -->"
+_MARK_END = "<!-- batch-bench:end -->"
+
+
+# --- generation -----------------------------------------------------------------------------------
+def generate(lake_root: str, events: int, days: int, seed: int) -> dict[str, Any]:
+    """Write ``events`` bronze rows (1 % duplicates of earlier events) spread evenly over ``days`` UTC days."""
+    from pyspark.sql import functions as F
+
+    from retail_shared.settings import Settings
+    from retail_shared.spark import build_spark_session
+    from retail_shared.tables import Lake
+
+    settings = Settings(lake_root=lake_root, spark_driver_memory="4g")
+    spark = build_spark_session(settings, app_name="bench-generate")
+    path = Lake(settings.lake_root, settings.checkpoint_root).bronze_events
+    step_us = days * 86_400_000_000 // events
+    start_us = int(START.timestamp() * 1_000_000)
+    num = F.when(F.col("id") % 100 == 99, F.col("id") - 37).otherwise(F.col("id"))  # a re-send of an earlier one
+    roll = F.pmod(F.xxhash64(F.lit(seed), num), F.lit(100))
+    product = F.pmod(F.xxhash64(F.lit(seed + 1), num), F.lit(50)) + 1
+    event_type = (
+        F.when(roll < 70, "page_view").when(roll < 85, "add_to_cart").when(roll < 96, "purchase").otherwise("restock")
+    )
+    event_time = F.timestamp_micros(F.lit(start_us) + num * F.lit(step_us))
+    categories = F.array(*[F.lit(c) for c in ("books", "electronics", "garden", "kitchen", "toys", "sports")])
+    user = F.pmod(F.xxhash64(F.lit(seed + 3), num), F.lit(20_000))
+    small_qty = (F.pmod(F.xxhash64(F.lit(seed + 2), num), F.lit(3)) + 1).cast("int")
+    frame = spark.range(events).select(
+        F.concat(F.lit(f"b{seed}-"), num.cast("string")).alias("event_id"),
+        event_type.alias("event_type"),
+        event_time.alias("event_time"),
+        F.when(event_type != "restock", F.format_string("u%05d", user)).alias("user_id"),
+        F.format_string("p%04d", product).alias("product_id"),
+        F.element_at(categories, (product % 6 + 1).cast("int")).alias("category"),
+        F.when(event_type.isin("add_to_cart", "purchase"), small_qty)
+        .when(event_type == "restock", small_qty * 20)
+        .alias("quantity"),
+        F.when(event_type == "purchase", ((product * 997) % 49_900 + 100) / F.lit(100))
+        .cast("decimal(18,2)")
+        .alias("unit_price"),
+        F.when(event_type == "purchase", F.lit("EUR")).alias("currency"),
+        F.when(event_type == "purchase", F.concat(F.lit("o-"), num.cast("string"))).alias("order_id"),
+        F.lit(1).alias("schema_version"),
+        F.lit("retail.events").alias("kafka_topic"),
+        (product % 3).cast("int").alias("kafka_partition"),
+        F.col("id").alias("kafka_offset"),
+        (event_time + F.expr("INTERVAL 1 SECOND")).alias("kafka_timestamp"),
+        F.timestamp_micros(F.lit(start_us) + F.col("id") * F.lit(step_us) + F.lit(1_000_000)).alias("ingest_time"),
+        F.to_date(event_time).alias("event_date"),
+    )
+    began = time.monotonic()
+    frame.write.format("delta").mode("overwrite").partitionBy("event_date").save(path)
+    seconds = time.monotonic() - began
+    spark.stop()
+    return {"events": events, "days": days, "generate_s": round(seconds, 1), "path": path}
+
+
+# --- the two engines (each run in its own subprocess) ---------------------------------------------
+def run_spark(lake_root: str, days: int) -> dict[str, Any]:
+    from batch_layer.interval import BatchInterval
+    from batch_layer.job import BatchRun
+    from retail_shared.settings import Settings
+    from retail_shared.spark import build_spark_session
+
+    began = time.monotonic()
+    settings = Settings(lake_root=lake_root, spark_driver_memory="4g")
+    spark = build_spark_session(settings, app_name="bench-batch")
+    session_s = time.monotonic() - began
+    interval = BatchInterval(START, START + timedelta(days=days), 0)
+    run = BatchRun(run_id="bench", interval=interval, settings=settings, spark=spark)
+    began = time.monotonic()
+    counts = run.recompute()["recompute"]
+    seconds = time.monotonic() - began
+    store = run.store
+    checks = {grain: _spark_check(store.read_staging("bench", f"sales_{grain}")) for grain in ("minute", "hour", "day")}
+    spark.stop()
+    return {"session_s": round(session_s, 1), "recompute_s": round(seconds, 1), "counts": counts, "checks": checks}
+
+
+def _spark_check(view: Any) -> dict[str, str]:
+    from pyspark.sql import functions as F
+
+    row = view.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum("revenue").alias("revenue"),
+        F.sum("orders").alias("orders"),
+        F.sum("units").alias("units"),
+        F.sum("distinct_users").alias("users"),
+    ).first()
+    return {key: str(row[key]) for key in ("rows", "revenue", "orders", "units", "users")}
+
+
+_DUCKDB_VIEW = """
+COPY (
+  SELECT date_trunc('{unit}', event_time) AS bucket_start, dimension, key,
+         coalesce(sum(CASE WHEN event_type = 'purchase' THEN CAST(quantity AS DECIMAL(10,0)) * unit_price END), 0)
+           ::DECIMAL(18,2) AS revenue,
+         count(*) FILTER (WHERE event_type = 'purchase') AS orders,
+         coalesce(sum(quantity) FILTER (WHERE event_type = 'purchase'), 0) AS units,
+         count(DISTINCT user_id) AS distinct_users
+  FROM (
+    SELECT 'total' AS dimension, 'all' AS key, * FROM sales
+    UNION ALL SELECT 'product', product_id, * FROM sales
+    UNION ALL SELECT 'category', coalesce(category, 'unknown'), * FROM sales
+  )
+  GROUP BY ALL
+) TO '{out}' (FORMAT parquet)
+"""
+
+
+def run_duckdb(lake_root: str, days: int, out_dir: str) -> dict[str, Any]:
+    import duckdb
+    import duckdb_extension_delta
+
+    extension = next(Path(duckdb_extension_delta.__file__).parent.glob("extensions/*/delta.duckdb_extension"))
+    con = duckdb.connect()
+    con.execute(f"LOAD '{extension}'")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET threads = {os.cpu_count() or 2}")
+    bronze = f"{lake_root.rstrip('/')}/bronze/events"
+    start, end = START, START + timedelta(days=days)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    con.execute(
+        f"""
+        CREATE TEMP TABLE sales AS
+        SELECT * EXCLUDE (copy) FROM (
+          SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY ingest_time, kafka_timestamp, kafka_topic,
+                                       kafka_partition, kafka_offset, event_time) AS copy
+          FROM delta_scan('{bronze}')
+        )
+        WHERE copy = 1
+          AND event_time >= TIMESTAMPTZ '{start.isoformat()}' AND event_time < TIMESTAMPTZ '{end.isoformat()}'
+          AND event_type IN ('page_view', 'add_to_cart', 'purchase')
+        """
+    )
+    for grain in ("minute", "hour", "day"):
+        con.execute(_DUCKDB_VIEW.format(unit=grain, out=f"{out_dir}/{grain}.parquet"))
+    seconds = time.monotonic() - began
+    checks = {}
+    for grain in ("minute", "hour", "day"):
+        row = con.execute(
+            f"SELECT count(*), sum(revenue), sum(orders), sum(units), sum(distinct_users) "
+            f"FROM '{out_dir}/{grain}.parquet'"
+        ).fetchone()
+        checks[grain] = dict(zip(("rows", "revenue", "orders", "units", "users"), (str(v) for v in row), strict=True))
+    return {"compute_s": round(seconds, 1), "checks": checks, "duckdb": duckdb.__version__}
+
+
+# --- orchestration --------------------------------------------------------------------------------
+def _tree_rss(pid: int) -> int:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    except psutil.Error:
+        return 0
+
+
+def _measured(args: list[str]) -> tuple[dict[str, Any], float, int]:
+    """Run ``python -m batch_layer.bench <args>`` and return (its JSON answer, wall seconds, peak tree RSS)."""
+    began = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "batch_layer.bench", *args], stdout=subprocess.PIPE, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(process.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = process.communicate()
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"bench step {args[0]} failed with exit code {process.returncode}")
+    answer = json.loads(stdout.strip().splitlines()[-1])
+    return answer, time.monotonic() - began, peak
+
+
+def _machine() -> dict[str, str]:
+    import psutil
+
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    import duckdb
+    import pyspark
+
+    return {
+        "nproc": str(os.cpu_count()),
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "cpu": cpu,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "java": java,
+        "pyspark": pyspark.__version__,
+        "duckdb": duckdb.__version__,
+        "load_average_at_start": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+    }
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    spark, duck, machine = result["spark"], result["duckdb"], result["machine"]
+    rows = result["generate"]["events"]
+    ratio = spark["recompute_s"] / duck["compute_s"] if duck["compute_s"] else float("nan")
+    lines = [
+        _MARK_BEGIN,
+        "## Batch layer: exact views recompute, Spark vs DuckDB (`make bench-batch`)",
+        "",
+        f"Measured {result['measured_at']} on: {machine['nproc']} cores ({machine['cpu']}), {machine['memory']} RAM, "
+        f"{machine['os']}; Python {machine['python']}, {machine['java']}, pyspark {machine['pyspark']} "
+        f"(`local[2]`, driver 4g), DuckDB {machine['duckdb']}. Load average at start: "
+        f"{machine['load_average_at_start']} (the machine is shared with other work; numbers are one run).",
+        "",
+        f"Input: {rows:,} bronze rows over {result['generate']['days']} UTC days (1 % duplicates by event_id), "
+        f"written by Spark straight into Delta in {result['generate']['generate_s']} s. Both engines deduplicate by "
+        "event_id over all of bronze and compute minute, hour and day views (total, per product, per category; "
+        "revenue, orders, units, exact distinct users), writing the results (Spark: Delta staging tables; DuckDB: "
+        "Parquet).",
+        "",
+        "| engine | timed part | seconds | rows/s | peak RSS (process tree) | wall incl. start |",
+        "|---|---|---:|---:|---:|---:|",
+        f"| Spark (batch job `recompute`) | dedup + 3 views + daily totals, Delta writes | {spark['recompute_s']} | "
+        f"{rows / spark['recompute_s']:,.0f} | {spark['peak_rss_gib']:.2f} GiB | {spark['wall_s']:.1f} s "
+        f"(session start {spark['session_s']} s) |",
+        f"| DuckDB (`delta_scan`) | dedup + 3 views, Parquet writes | {duck['compute_s']} | "
+        f"{rows / duck['compute_s']:,.0f} | {duck['peak_rss_gib']:.2f} GiB | {duck['wall_s']:.1f} s |",
+        "",
+        f"Ratio Spark / DuckDB (timed parts): **{ratio:.1f}x**. Results cross-checked: "
+        f"{'identical' if result['same_results'] else 'DIFFERENT'} row counts and sums of revenue, orders, units "
+        "and distinct users per grain.",
+        "",
+        "Reading: on one 2-core machine DuckDB's single-process vectorised engine has no JVM, no task scheduling "
+        "and no shuffle files, so it wins by a wide margin; Spark is there for what DuckDB cannot do here: the "
+        "same code on a cluster (RETAIL_SPARK_MASTER) over data that does not fit one machine, Delta MERGE / "
+        "replaceWhere writes, and one metric definition shared with the streaming layer.",
+        _MARK_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _write_benchmarks(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if _MARK_BEGIN in text:
+        text = re.sub(re.escape(_MARK_BEGIN) + r".*?" + re.escape(_MARK_END) + r"\n?", section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m batch_layer.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="all", choices=["all", "generate", "spark", "duckdb"])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--root", default="var/bench", help="scratch folder (a lake of its own)")
+    parser.add_argument("--reuse", action="store_true", help="keep an existing generated bronze table")
+    parser.add_argument("--output", default="BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    root = Path(args.root).resolve()
+    lake = str(root / "lake")
+    if args.mode == "generate":
+        print(json.dumps(generate(lake, args.events, args.days, args.seed)))
+        return 0
+    if args.mode == "spark":
+        print(json.dumps(run_spark(lake, args.days)))
+        return 0
+    if args.mode == "duckdb":
+        print(json.dumps(run_duckdb(lake, args.days, str(root / "duckdb"))))
+        return 0
+
+    machine = _machine()
+    common = ["--events", str(args.events), "--days", str(args.days), "--seed", str(args.seed), "--root", str(root)]
+    marker = root / "generated.json"
+    if args.reuse and marker.exists() and json.loads(marker.read_text()).get("events") == args.events:
+        generated = json.loads(marker.read_text())
+        print(f"reusing {args.events:,} generated events in {lake}", file=sys.stderr)
+    else:
+        print(f"generating {args.events:,} events into {lake} ...", file=sys.stderr, flush=True)
+        generated, _, _ = _measured(["generate", *common])
+        marker.write_text(json.dumps(generated))
+    print("timing Spark recompute ...", file=sys.stderr, flush=True)
+    spark, spark_wall, spark_peak = _measured(["spark", *common])
+    print(f"  spark: {spark}", file=sys.stderr)
+    print("timing DuckDB ...", file=sys.stderr, flush=True)
+    duck, duck_wall, duck_peak = _measured(["duckdb", *common])
+    print(f"  duckdb: {duck}", file=sys.stderr)
+    result = {
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine,
+        "generate": generated,
+        "spark": {**spark, "wall_s": spark_wall, "peak_rss_gib": spark_peak / 2**30},
+        "duckdb": {**duck, "wall_s": duck_wall, "peak_rss_gib": duck_peak / 2**30},
+        "same_results": _same(spark["checks"], duck["checks"]),
+    }
+    (root / "result.json").write_text(json.dumps(result, indent=2))
+    _write_benchmarks(Path(args.output), _markdown(result))
+    print(_markdown(result))
+    return 0 if result["same_results"] else 1
+
+
+def _same(left: dict[str, dict[str, str]], right: dict[str, dict[str, str]]) -> bool:
+    from decimal import Decimal
+
+    for grain, values in left.items():
+        for key, value in values.items():
+            if Decimal(value) != Decimal(right[grain][key]):
+                print(f"mismatch {grain}.{key}: spark {value} duckdb {right[grain][key]}", file=sys.stderr)
+                return False
+    return True
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

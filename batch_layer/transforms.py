@@ -1,0 +1,263 @@
+"""Pure DataFrame functions of the batch layer: deduplication, the exact views, checks and reconciliation.
+
+No ``spark.read``, no writes, no ``collect()``, no clock and no environment here: the job (batch_layer.job)
+reads bronze, passes the interval bounds and the run's clock in, and writes what these functions return.
+
+Metrics come from ``retail_shared.metrics.sales_rollup`` (the same definition the speed layer uses) and
+``revenue_of`` (the one revenue formula); nothing here restates them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from retail_shared.metrics import GRAINS, Grain, revenue_of, sales_rollup
+from retail_shared.schema import MONEY_TYPE, EventType
+
+__all__ = [
+    "VIEW_COLUMNS",
+    "TOTAL_COLUMNS",
+    "in_range",
+    "in_partitions",
+    "deduplicate_events",
+    "build_view",
+    "daily_totals",
+    "bronze_checks",
+    "view_checks",
+    "reconciliation_diff",
+]
+
+# batch/sales_* column order (TABLE_SCHEMAS)
+VIEW_COLUMNS: tuple[str, ...] = (
+    "bucket_start",
+    "bucket_end",
+    "dimension",
+    "key",
+    "revenue",
+    "orders",
+    "units",
+    "distinct_users",
+    "run_id",
+    "computed_at",
+)
+# daily_totals output columns
+TOTAL_COLUMNS: tuple[str, ...] = ("day", "revenue", "orders", "units", "distinct_users", "events")
+
+_WITH_QUANTITY = [EventType.ADD_TO_CART.value, EventType.PURCHASE.value, EventType.RESTOCK.value]
+_WITH_USER = [EventType.PAGE_VIEW.value, EventType.ADD_TO_CART.value, EventType.PURCHASE.value]
+_PURCHASE = EventType.PURCHASE.value
+# ordering of the copies of one event_id: the first one bronze received wins (Kafka coordinates break ties);
+# plain names here, Columns built at call time (building a Column needs a running SparkContext)
+_FIRST_COPY = ("ingest_time", "kafka_timestamp", "kafka_topic", "kafka_partition", "kafka_offset", "event_time")
+_COPY_KEY = ("event_id", "ingest_time", "kafka_timestamp", "kafka_topic", "kafka_partition", "kafka_offset")
+
+
+def _ts(moment: datetime) -> Column:
+    if moment.tzinfo is None:
+        raise ValueError(f"bounds must be timezone-aware UTC datetimes, got the naive {moment!r}")
+    return F.lit(moment).cast("timestamp")
+
+
+def in_range(bronze: DataFrame, start: datetime, end: datetime) -> DataFrame:
+    """Bronze rows whose event time lies in ``[start, end)``; the event_date filter lets Delta skip partitions.
+
+    Required columns: event_time, event_date. Output grain: one row per bronze row (duplicates kept).
+    """
+    return bronze.where(
+        (F.col("event_date") >= _ts(start).cast("date"))
+        & (F.col("event_date") <= _ts(end).cast("date"))
+        & (F.col("event_time") >= _ts(start))
+        & (F.col("event_time") < _ts(end))
+    )
+
+
+def in_partitions(bronze: DataFrame, start: datetime, end: datetime) -> DataFrame:
+    """Bronze rows filed under the event dates of ``[start, end)`` (what the input suite checks).
+
+    Unlike ``in_range`` this keeps a row whose event time does not match its partition (e.g. a time in the
+    future filed under today), so the suite can see it. Required columns: event_date.
+    """
+    last_day = F.date_sub(_ts(end).cast("date"), 1)
+    return bronze.where((F.col("event_date") >= _ts(start).cast("date")) & (F.col("event_date") <= last_day))
+
+
+def deduplicate_events(bronze: DataFrame, start: datetime, end: datetime) -> DataFrame:
+    """One row per event_id, deduplicated over all of bronze, for the events whose first copy lies in the range.
+
+    ``bronze`` is the whole master dataset (every partition): a copy of an event that bronze received earlier
+    under another date still wins, so an event is never counted in two intervals. Among the copies of one
+    event_id the one with the earliest (ingest_time, kafka_timestamp, topic, partition, offset) is kept.
+
+    Required columns: the bronze/events columns. Output grain: one row per distinct event_id whose kept copy has
+    its event time in ``[start, end)``; bronze's columns.
+    """
+    wanted = in_range(bronze, start, end)
+    ids = wanted.select("event_id").distinct()
+    # the winner is chosen on a narrow projection of all history, then joined back to the rows of the range
+    first_copy = Window.partitionBy("event_id").orderBy(*[F.col(name).asc_nulls_last() for name in _FIRST_COPY])
+    winners = (
+        bronze.select(*_COPY_KEY, "event_time")
+        .join(ids, on="event_id", how="left_semi")
+        .withColumn("_copy", F.row_number().over(first_copy))
+        .where(F.col("_copy") == 1)
+        .select(*[F.col(name).alias(f"_w_{name}") for name in _COPY_KEY])
+    )
+    match = F.lit(True)
+    for name in _COPY_KEY:
+        match = match & F.col(name).eqNullSafe(F.col(f"_w_{name}"))
+    return (
+        wanted.join(winners, on=match, how="inner")
+        .select(*bronze.columns)
+        # identical copies without Kafka coordinates (a backfill writing bronze directly) tie: keep one
+        .dropDuplicates(["event_id"])
+    )
+
+
+def build_view(events: DataFrame, grain: Grain, run_id: str, computed_at: datetime) -> DataFrame:
+    """The exact batch view of one grain: ``sales_rollup(users="exact")`` plus the run's id and time.
+
+    Required columns: those of ``sales_rollup``. Output grain: one row per (bucket_start, dimension, key), UTC
+    buckets of the grain; columns VIEW_COLUMNS.
+    """
+    if grain not in GRAINS:
+        raise ValueError(f"grain must be one of {tuple(GRAINS)}, got {grain!r}")
+    return sales_rollup(events, grain=grain, users="exact").select(
+        "bucket_start",
+        "bucket_end",
+        "dimension",
+        "key",
+        "revenue",
+        "orders",
+        "units",
+        "distinct_users",
+        F.lit(run_id).alias("run_id"),
+        _ts(computed_at).alias("computed_at"),
+    )
+
+
+def daily_totals(events: DataFrame) -> DataFrame:
+    """Per UTC day straight from deduplicated events, without the rollup: what the views must add up to.
+
+    Required columns: event_type, event_time, user_id, quantity, unit_price. Output grain: one row per UTC day
+    with at least one event; columns TOTAL_COLUMNS (distinct_users over page views, carts and purchases).
+    """
+    is_purchase = F.col("event_type") == F.lit(_PURCHASE)
+    is_sales_event = F.col("event_type").isin(_WITH_USER)
+    return (
+        events.groupBy(F.to_date("event_time").alias("day"))
+        .agg(
+            F.coalesce(F.sum(F.when(is_purchase, revenue_of(F.col("quantity"), F.col("unit_price")))), F.lit(0))
+            .cast(MONEY_TYPE)
+            .alias("revenue"),
+            F.count(F.when(is_purchase, 1)).alias("orders"),
+            F.coalesce(F.sum(F.when(is_purchase, F.col("quantity"))), F.lit(0)).cast("long").alias("units"),
+            F.count_distinct(F.when(is_sales_event, F.col("user_id"))).alias("distinct_users"),
+            F.count(F.lit(1)).alias("events"),
+        )
+        .select(*TOTAL_COLUMNS)
+    )
+
+
+def bronze_checks(rows: DataFrame, now: datetime, future_tolerance_s: int) -> DataFrame:
+    """Bronze rows of the interval with one boolean column per contract rule, for the input suite.
+
+    The plain rules (not null, known type, price >= 0) are validated on bronze's own columns; the rules that
+    depend on the event type or on the clock are spelled out here as ``*_ok`` flags.
+
+    Required columns: the bronze/events columns. Output grain: one row per input row; bronze's key columns plus
+    quantity_ok, user_ok, price_ok, not_in_future, event_date_ok.
+    """
+    needs_quantity = F.col("event_type").isin(_WITH_QUANTITY)
+    needs_user = F.col("event_type").isin(_WITH_USER)
+    latest_allowed = F.lit(now).cast("timestamp") + F.make_dt_interval(secs=F.lit(future_tolerance_s))
+    return rows.select(
+        "event_id",
+        "event_type",
+        "event_time",
+        "product_id",
+        "unit_price",
+        F.coalesce(~needs_quantity | (F.col("quantity") > 0), F.lit(False)).alias("quantity_ok"),
+        F.coalesce(~needs_user | F.col("user_id").isNotNull(), F.lit(False)).alias("user_ok"),
+        F.coalesce((F.col("event_type") != F.lit(_PURCHASE)) | F.col("unit_price").isNotNull(), F.lit(False)).alias(
+            "price_ok"
+        ),
+        F.coalesce(F.col("event_time") <= latest_allowed, F.lit(False)).alias("not_in_future"),
+        F.coalesce(F.col("event_date") == F.to_date("event_time"), F.lit(False)).alias("event_date_ok"),
+    )
+
+
+def view_checks(views: dict[str, DataFrame]) -> DataFrame:
+    """All views in one frame with a ``grain`` column, so one suite checks them together.
+
+    Required columns: VIEW_COLUMNS. Output grain: one row per view row; grain plus VIEW_COLUMNS, plus
+    ``bucket_ok`` (the bucket is exactly one grain long and aligned).
+    """
+    frames = []
+    for grain, view in views.items():
+        frames.append(view.select(F.lit(grain).alias("grain"), *VIEW_COLUMNS))
+    if not frames:
+        raise ValueError("views must hold at least one grain")
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    seconds = F.col("bucket_end").cast("long") - F.col("bucket_start").cast("long")
+    expected = F.when(F.col("grain") == "minute", 60).when(F.col("grain") == "hour", 3600).otherwise(86400).cast("long")
+    return union.withColumn(
+        "bucket_ok",
+        F.coalesce((seconds == expected) & (F.col("bucket_start").cast("long") % expected == 0), F.lit(False)),
+    )
+
+
+def reconciliation_diff(views: dict[str, DataFrame], totals: DataFrame) -> DataFrame:
+    """View sums minus bronze totals, per grain × dimension × UTC day: every difference must be zero.
+
+    Each dimension (total, product, category) of each grain must add up, per day, to the revenue, orders and
+    units of the deduplicated bronze events; the day view's total row must also hold the day's exact distinct
+    users. A day missing on either side counts as zeros on that side, so it shows up as a difference.
+
+    Required columns: VIEW_COLUMNS in the views, TOTAL_COLUMNS in ``totals``. Output grain: one row per
+    (grain, dimension, day); columns grain, dimension, day, revenue_diff, orders_diff, units_diff, users_diff.
+    """
+    frames = []
+    expected = totals.select(
+        "day",
+        F.col("revenue").alias("t_revenue"),
+        F.col("orders").alias("t_orders"),
+        F.col("units").alias("t_units"),
+        F.col("distinct_users").alias("t_users"),
+    )
+    for grain, view in views.items():
+        sums = view.groupBy(F.to_date("bucket_start").alias("day"), "dimension").agg(
+            F.sum("revenue").cast(MONEY_TYPE).alias("v_revenue"),
+            F.sum("orders").alias("v_orders"),
+            F.sum("units").alias("v_units"),
+            F.max("distinct_users").alias("v_users"),
+        )
+        dims = view.sparkSession.createDataFrame([("total",), ("product",), ("category",)], "dimension string")
+        grid = expected.select("day").union(sums.select("day")).distinct().crossJoin(dims)
+        joined = grid.join(sums, on=["day", "dimension"], how="left").join(expected, on="day", how="left")
+        zero_money = F.lit(0).cast(MONEY_TYPE)
+        users_checked = (F.lit(grain) == F.lit("day")) & (F.col("dimension") == F.lit("total"))
+        frames.append(
+            joined.select(
+                F.lit(grain).alias("grain"),
+                "dimension",
+                "day",
+                (F.coalesce("v_revenue", zero_money) - F.coalesce("t_revenue", zero_money))
+                .cast(MONEY_TYPE)
+                .alias("revenue_diff"),
+                (F.coalesce("v_orders", F.lit(0)) - F.coalesce("t_orders", F.lit(0))).cast("long").alias("orders_diff"),
+                (F.coalesce("v_units", F.lit(0)) - F.coalesce("t_units", F.lit(0))).cast("long").alias("units_diff"),
+                F.when(users_checked, F.coalesce("v_users", F.lit(0)) - F.coalesce("t_users", F.lit(0)))
+                .otherwise(F.lit(0))
+                .cast("long")
+                .alias("users_diff"),
+            )
+        )
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union

@@ -1,0 +1,153 @@
+"""The nightly batch DAG runs for real: `airflow dags test` for a past date, and a run triggered through the
+REST API of the project's own local Airflow (api-server, scheduler, dag-processor on free loopback ports).
+
+Slow by nature (each task is one spark-submit, 10-20 s of JVM start on two cores), so there are only two tests.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psutil
+import pytest
+
+from batch_layer.airflow_local import LocalAirflow
+from batch_layer.store import BatchStore
+from retail_shared.settings import Settings
+from retail_shared.tables import Lake
+from tests.batch_layer.conftest import generated_events, lake_settings, write_bronze
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.airflow
+
+PAST_DAY = datetime(2026, 1, 5, tzinfo=UTC)
+_LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
+
+
+def _exposed_listeners(airflow: LocalAirflow) -> tuple[int, list[tuple[str, int]]]:
+    """(how many listeners the Airflow services and their children have, those not on loopback)."""
+    pids = set()
+    for pid in airflow.pids().values():
+        pids.add(pid)
+        pids.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+    output = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    ours = []
+    for line in output.splitlines():
+        address = line.split()[3].rsplit(":", 1)[0].strip("[]")
+        ours += [(address, int(pid)) for pid in re.findall(r"pid=(\d+)", line) if int(pid) in pids]
+    return len(ours), [(address, pid) for address, pid in ours if address not in _LOOPBACK]
+
+
+@pytest.fixture(scope="module")
+def airflow_settings(settings: Settings, test_root) -> Settings:  # type: ignore[no-untyped-def]
+    base = lake_settings(settings, test_root, "airflow")
+    today = datetime.now(UTC).date()
+    return base.model_copy(
+        update={
+            "airflow_home": test_root / "airflow" / "home",
+            "airflow_port": free_port(),
+            # the scheduler must not backfill anything by itself: only the runs the tests ask for
+            "batch_start_date": today,
+            "batch_catchup": False,
+            "batch_lookback_days": 0,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def airflow_lake(spark, airflow_settings: Settings) -> Lake:  # type: ignore[no-untyped-def]
+    lake = Lake(airflow_settings.lake_root, airflow_settings.checkpoint_root)
+    yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    rows = generated_events(seed=41, count=60, start=PAST_DAY + timedelta(hours=10), rate=0.01)
+    rows += generated_events(seed=42, count=60, start=yesterday + timedelta(hours=10), rate=0.01)
+    write_bronze(spark, lake.bronze_events, rows)
+    return lake
+
+
+@pytest.fixture(scope="module")
+def local_airflow(airflow_settings: Settings) -> LocalAirflow:
+    airflow = LocalAirflow.from_settings(airflow_settings)
+    airflow.migrate()
+    return airflow
+
+
+@pytest.fixture(scope="module")
+def running_airflow(local_airflow: LocalAirflow) -> Iterator[LocalAirflow]:
+    seconds = local_airflow.start()
+    print(f"\n[airflow fixture] api-server, scheduler, dag-processor ready on {local_airflow.url} in {seconds:.1f}s")
+    yield local_airflow
+    stopped = local_airflow.stop()
+    assert set(stopped) == {"api-server", "scheduler", "dag-processor"}
+    assert local_airflow.pids() == {}
+
+
+def test_airflow_dags_test_runs_every_stage_for_a_past_date(  # type: ignore[no-untyped-def]
+    spark, local_airflow, airflow_settings, airflow_lake
+) -> None:
+    # the past date lies before the schedule's start in this home: give this one command an earlier start
+    past = LocalAirflow.from_settings(airflow_settings.model_copy(update={"batch_start_date": PAST_DAY.date()}))
+    began = time.monotonic()
+    result = past.airflow("dags", "test", "retail_batch", "2026-01-06T02:00:00+00:00", check=False, timeout=1500)
+    (local_airflow.home / "dags_test.log").write_text(result.stdout + result.stderr)
+    print(f"\n[airflow dags test] {time.monotonic() - began:.1f}s, exit {result.returncode}")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+    store = BatchStore(spark, airflow_lake)
+    runs = store.runs().collect()
+    assert len(runs) == 1
+    run = runs[0]
+    # interval 2026-01-05 02:00 -> 2026-01-06 02:00 recomputes the UTC day 2026-01-05
+    assert (run.status, run.interval_start.date(), run.interval_end.date()) == (
+        "succeeded",
+        PAST_DAY.date(),
+        (PAST_DAY + timedelta(days=1)).date(),
+    )
+    assert run.deduplicated_rows > 0
+    assert store.current_high_water_mark() == PAST_DAY + timedelta(days=1)
+    assert store.read_json(run.run_id, "maintain.json") is not None  # the last stage ran too
+
+
+def test_dag_triggered_through_the_rest_api_succeeds(spark, running_airflow, airflow_lake) -> None:  # type: ignore[no-untyped-def]
+    airflow = running_airflow
+    password = airflow.admin_password()
+    assert password and password != "admin"
+    token = airflow.token()
+
+    deadline = time.monotonic() + 180
+    while True:  # the dag-processor parses dags/ shortly after start
+        try:
+            airflow.request("GET", "/api/v2/dags/retail_batch", token=token)
+            break
+        except Exception:  # noqa: BLE001 - 404 until parsed
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+    airflow.request("PATCH", "/api/v2/dags/retail_batch", {"is_paused": False}, token=token)
+    run = airflow.request("POST", "/api/v2/dags/retail_batch/dagRuns", {"logical_date": None}, token=token)
+    run_id = run["dag_run_id"]
+
+    deadline = time.monotonic() + 1500
+    state = run["state"]
+    listeners, exposed = _exposed_listeners(airflow)
+    while state not in ("success", "failed") and time.monotonic() < deadline:
+        time.sleep(5)
+        state = airflow.request("GET", f"/api/v2/dags/retail_batch/dagRuns/{run_id}", token=token)["state"]
+        # while tasks run, their spark-submit drivers are children of the services too
+        seen, more = _exposed_listeners(airflow)
+        listeners, exposed = max(listeners, seen), exposed + more
+    assert listeners >= 1, "expected at least the api-server's listener"
+    assert not exposed, f"Airflow or its tasks listen beyond loopback: {sorted(set(exposed))}"
+    tasks = airflow.request("GET", f"/api/v2/dags/retail_batch/dagRuns/{run_id}/taskInstances", token=token)
+    summary = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
+    assert state == "success", summary
+    assert summary == dict.fromkeys(("validate_input", "recompute", "validate_views", "publish", "maintain"), "success")
+
+    recorded = BatchStore(spark, airflow_lake).runs().where(f"run_id = '{run_id}'").first()
+    assert recorded is not None and recorded.status == "succeeded"
+    # a manual run "now" covers yesterday (the last complete 02:00 -> 02:00 interval)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    assert recorded.interval_start.date() in (yesterday, yesterday - timedelta(days=1))
