@@ -19,4 +19,4 @@ def test_code_cells_compile_and_use_the_shared_metric(path) -> None:
         compile(source, f"{path.name}[{index}]", "exec")
     joined = "\n".join(code)
     assert "build_spark_session" in joined
-    assert "* F.col(\"unit_price\")" not in joined  # no restated revenue formula
+    assert '* F.col("unit_price")' not in joined  # no restated revenue formula
