@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -35,6 +37,7 @@ __all__ = [
 CRASH_ENV = "RETAIL_SPEED_CRASH_AFTER_BATCH"
 
 _PARTITIONING = {"bronze/events": "event_date"}
+_COMMIT_ATTEMPTS = 4
 _PROPERTIES = {
     # the master dataset is append-only; OPTIMIZE and VACUUM still work on it
     "bronze/events": {"delta.appendOnly": "true"},
@@ -115,8 +118,16 @@ def merge_once(
     merge = target.merge(source.alias("s"), on)
     merge = merge.whenMatchedUpdate(set=update_set) if update_set else merge.whenMatchedUpdateAll()
     merge = merge.whenNotMatchedInsertAll(condition=insert_condition)
-    with _delta_txn(session, app_id, batch_id):
-        merge.execute()
+    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+        try:
+            with _delta_txn(session, app_id, batch_id):
+                merge.execute()
+            return
+        except DeltaConcurrentModificationException:
+            # e.g. the nightly OPTIMIZE rewrote files this MERGE read: safe to redo, the txn id guards it
+            if attempt == _COMMIT_ATTEMPTS:
+                raise
+            time.sleep(0.5 * attempt)
 
 
 def send_alerts(alerts: DataFrame, kafka_options: dict[str, str], topic: str) -> None:
