@@ -23,7 +23,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -40,6 +39,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from batch_layer.errors import AirflowServiceError
+from retail_shared.processes import alive, group_alive, signal_group
 from retail_shared.settings import PROJECT_ROOT, Settings
 
 __all__ = ["LocalAirflow", "SERVICES", "settings_env"]
@@ -174,7 +174,7 @@ class LocalAirflow:
             if not pid_file.exists():
                 continue
             pid = int(pid_file.read_text().strip() or 0)
-            if pid and _alive(pid):
+            if pid and alive(pid):
                 running[service] = pid
             else:
                 pid_file.unlink(missing_ok=True)
@@ -218,15 +218,13 @@ class LocalAirflow:
         """Stop every service of this home by process group (SIGTERM, then SIGKILL); returns what was stopped."""
         running = self.pids()
         for pid in running.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
+            signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(_group_alive(pid) for pid in running.values()):
+        while time.monotonic() < deadline and any(group_alive(pid) for pid in running.values()):
             time.sleep(0.3)
         for pid in running.values():
-            if _group_alive(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+            if group_alive(pid):
+                signal_group(pid, signal.SIGKILL)
         for service in running:
             self._pid_file(service).unlink(missing_ok=True)
         return sorted(running)
@@ -263,36 +261,3 @@ class LocalAirflow:
         """A bearer token for user admin (POST /auth/token)."""
         answer = self.request("POST", "/auth/token", {"username": "admin", "password": self.admin_password()})
         return str(answer["access_token"])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped by its parent) counts as gone
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
-            return False
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _alive(pgid) or _any_in_group(pgid)
-
-
-def _any_in_group(pgid: int) -> bool:
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().split(") ")[-1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-    return False

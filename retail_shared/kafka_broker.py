@@ -15,10 +15,8 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -27,6 +25,7 @@ from pathlib import Path
 
 from retail_shared.errors import BrokerError
 from retail_shared.jars import jar_files
+from retail_shared.processes import alive, stop_group
 from retail_shared.settings import PROJECT_ROOT, Settings
 
 __all__ = ["LocalKafka", "BrokerStatus"]
@@ -154,11 +153,7 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return pid if alive(pid) else None
 
     def start(self, timeout_s: float = 90.0) -> float:
         """Start the broker unless it runs already; wait until it answers metadata requests.
@@ -212,14 +207,7 @@ class LocalKafka:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
+        stop_group(pid, timeout_s)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -281,24 +269,6 @@ def _kraft_cluster_id() -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie child of ours counts as gone
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        return waited == 0
-    except ChildProcessError:
-        return True
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

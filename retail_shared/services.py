@@ -18,9 +18,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from retail_shared.processes import alive, stop_group, wait_gone
 
 __all__ = ["SERVICES", "Services"]
 
@@ -30,32 +31,6 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "api": ("serve",),
     "dashboard": ("dashboard",),
 }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _killpg(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def _wait_gone(pid: int, timeout_s: float, group: bool) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0) if group else os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        with contextlib.suppress(ChildProcessError):  # reap it if it is our own child (tests start services)
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.2)
-    return False
 
 
 @dataclass(frozen=True)
@@ -73,7 +48,7 @@ class Services:
             pid = int(self._pid_file(name).read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def start(self, name: str) -> int:
         """Start service ``name`` unless it runs already; returns its PID."""
@@ -101,13 +76,11 @@ class Services:
         if pid is None:
             return False
         # only the leader gets SIGINT: the JVM must outlive the Python driver's orderly shutdown
-        os.kill(pid, signal.SIGINT)
-        if not _wait_gone(pid, timeout_s, group=False):
-            _killpg(pid, signal.SIGKILL)
-        _wait_gone(pid, 10.0, group=False)
-        # whatever the leader left in its group (a JVM, Python workers) goes too
-        _killpg(pid, signal.SIGKILL)
-        _wait_gone(pid, 10.0, group=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+        wait_gone(pid, timeout_s, group=False)
+        # whatever is left in its group (the leader if it hung, a JVM, Python workers) is killed
+        stop_group(pid, 0.0, first=signal.SIGKILL)
         return True
 
     def stop_all(self) -> list[str]:

@@ -1,0 +1,77 @@
+"""Process-group helpers shared by everything that starts long-running processes (broker, services, Airflow).
+
+Each long-running process is started in its own session (``start_new_session=True``), so its PID is also its
+process-group id and stopping the group takes down the JVMs and workers it forked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+__all__ = ["alive", "group_alive", "signal_group", "wait_gone", "stop_group"]
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone, and is reaped if it is ours."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+            return False
+    return True
+
+
+def _any_in_group(pgid: int) -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().split(") ")[-1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any non-zombie process of group ``pgid`` runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return alive(pgid) or _any_in_group(pgid)
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to the group; a group that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def wait_gone(pid: int, timeout_s: float, group: bool = True) -> bool:
+    """Wait until the process (or its whole group) is gone; False if it still runs after ``timeout_s``."""
+    check = group_alive if group else alive
+    deadline = time.monotonic() + timeout_s
+    while check(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def stop_group(pgid: int, grace_s: float, first: signal.Signals = signal.SIGTERM) -> None:
+    """Stop a process group: ``first`` (SIGTERM by default), then SIGKILL after ``grace_s``; waits until gone."""
+    signal_group(pgid, first)
+    if not wait_gone(pgid, grace_s):
+        signal_group(pgid, signal.SIGKILL)
+        wait_gone(pgid, 10.0)
