@@ -21,8 +21,9 @@ up: setup ## start the local Kafka broker (KRaft, 127.0.0.1:9092) and create the
 down: ## stop everything this project started: background services, Airflow, the broker (no process left behind)
 	@if [ -x $(RETAIL) ]; then $(RETAIL) stop; $(RETAIL) airflow stop; $(RETAIL) down; else echo "nothing to stop (no venv)"; fi
 
-status: ## show what runs, where, and the topics
+status: ## show what runs, where, and the topics (broker, background services, Airflow)
 	@$(RETAIL) status || true
+	@$(RETAIL) airflow status || true
 
 produce: ## send generated events to Kafka: make produce RATE=200 DURATION=30
 	@$(RETAIL) produce --rate $(RATE) --duration $(DURATION)
