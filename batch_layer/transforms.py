@@ -124,17 +124,11 @@ def build_view(events: DataFrame, grain: Grain, run_id: str, computed_at: dateti
     """
     if grain not in GRAINS:
         raise ValueError(f"grain must be one of {tuple(GRAINS)}, got {grain!r}")
-    return sales_rollup(events, grain=grain, users="exact").select(
-        "bucket_start",
-        "bucket_end",
-        "dimension",
-        "key",
-        "revenue",
-        "orders",
-        "units",
-        "distinct_users",
-        F.lit(run_id).alias("run_id"),
-        _ts(computed_at).alias("computed_at"),
+    return (
+        sales_rollup(events, grain=grain, users="exact")
+        .withColumn("run_id", F.lit(run_id))
+        .withColumn("computed_at", _ts(computed_at))
+        .select(*VIEW_COLUMNS)
     )
 
 

@@ -147,25 +147,18 @@ def parse_kafka_records(records: DataFrame) -> DataFrame:
         .when(is_purchase & (F.col("unit_price") < 0), F.lit("negative_unit_price"))
         .when(is_purchase & F.col("order_id").isNull(), F.lit("missing_order_id"))
     )
-    return typed.select(
-        *[F.col(name) for name in ("raw_key", "raw_value")],
-        "event_id",
-        "event_type",
-        "event_time",
-        "user_id",
-        "product_id",
-        "category",
+    derived = {
         # quantity and price only mean something for the event types that carry them
-        F.when(event_type.isin(_WITH_QUANTITY), F.col("quantity")).alias("quantity"),
-        F.when(is_purchase, F.col("unit_price")).alias("unit_price"),
-        F.when(is_purchase, F.col("currency")).alias("currency"),
-        F.when(is_purchase, F.col("order_id")).alias("order_id"),
-        "schema_version",
-        "kafka_topic",
-        "kafka_partition",
-        "kafka_offset",
-        "kafka_timestamp",
-        F.current_timestamp().alias("ingest_time"),
-        F.to_date(F.col("event_time")).alias("event_date"),
+        "quantity": F.when(event_type.isin(_WITH_QUANTITY), F.col("quantity")),
+        "unit_price": F.when(is_purchase, F.col("unit_price")),
+        "currency": F.when(is_purchase, F.col("currency")),
+        "order_id": F.when(is_purchase, F.col("order_id")),
+        "ingest_time": F.current_timestamp(),
+        "event_date": F.to_date(F.col("event_time")),
+    }
+    return typed.select(
+        "raw_key",
+        "raw_value",
+        *[derived[name].alias(name) if name in derived else F.col(name) for name in BRONZE_COLUMNS],
         reason.alias("reject_reason"),
     )
