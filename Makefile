@@ -7,7 +7,7 @@ PYTEST := .venv/bin/pytest
 RATE ?= 200
 DURATION ?= 30
 
-.PHONY: help setup up down status produce demo test test-fast lint format clean serve dashboard bench-serve
+.PHONY: help setup up down status produce demo test test-fast lint lint-code format clean serve dashboard bench-serve
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -35,15 +35,20 @@ demo: up ## set up everything missing and run the pipeline: broker, speed layer,
 	@echo "dashboard  http://127.0.0.1:$${RETAIL_DASHBOARD_PORT:-8050}   API  http://127.0.0.1:$${RETAIL_API_PORT:-8000}/api/health"
 	@echo "more events: make produce   nightly batch: make batch DATE=YYYY-MM-DD or make airflow   stop all: make down"
 
-test: ## run the whole test suite (starts and stops its own broker on free ports; installs chromium for browser tests)
+test: ## lint (incl. the import contracts), then the whole test suite (own broker on free ports; installs chromium)
 	@bash scripts/setup.sh --browser
+	@$(MAKE) --no-print-directory lint-code
 	@$(PYTEST) tests
 
 test-fast: setup ## unit tests only (no broker, no Airflow, no browser)
 	@$(PYTEST) tests -m "not integration and not airflow and not browser"
 
-lint: setup ## ruff lint + format check
+lint: setup ## ruff lint + format check + the layering rules (import-linter contracts in pyproject.toml)
+	@$(MAKE) --no-print-directory lint-code
+
+lint-code:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	@.venv/bin/lint-imports
 
 format: setup ## apply ruff's formatting and safe fixes
 	@.venv/bin/ruff check --fix . && .venv/bin/ruff format .
@@ -55,7 +60,7 @@ dashboard: setup ## run the live Dash dashboard on 127.0.0.1:8050 (docs/serving.
 	@$(RETAIL) dashboard
 
 bench-serve: setup ## p50/p95 of the merged query over 30 days of minute data and of a dashboard refresh -> BENCHMARKS.md
-	@.venv/bin/python -m serving_layer.bench
+	@.venv/bin/python -m benchmarks.serving
 
 clean: down ## delete everything the pipeline wrote (var/: lake, checkpoints, broker data) but keep the jar cache
 	@rm -rf var/lake var/checkpoints var/kafka var/airflow test-artifacts
@@ -66,7 +71,7 @@ speed: up ## run the speed layer until Ctrl-C (Kafka -> bronze, quarantine, roll
 	@$(RETAIL) speed
 
 bench-speed: setup ## benchmark the speed layer (throughput, event->served latency, backlog drain) -> BENCHMARKS.md
-	@.venv/bin/python -m speed_layer.bench
+	@.venv/bin/python -m benchmarks.speed
 
 # --- batch layer (docs/batch.md) ------------------------------------------------------------------
 DATE ?=
@@ -83,4 +88,4 @@ airflow-down: ## stop local Airflow (by process group; `make down` does this too
 	@$(RETAIL) airflow stop
 
 bench-batch: setup ## time the batch recompute over EVENTS (10M) generated events, Spark vs DuckDB; writes BENCHMARKS.md
-	@.venv/bin/python -m batch_layer.bench --events $(EVENTS) --reuse
+	@.venv/bin/python -m benchmarks.batch --events $(EVENTS) --reuse

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from retail_shared.errors import RetailError
+from contracts.errors import RetailError
 
-__all__ = ["BatchError", "ValidationFailed", "AirflowServiceError"]
+__all__ = ["BatchError", "ValidationFailed"]
 
 
 class BatchError(RetailError):
@@ -19,7 +19,3 @@ class ValidationFailed(BatchError):
         self.report_uri = report_uri
         self.failed = failed
         super().__init__(f"validation suite {suite!r} failed ({', '.join(failed)}); report: {report_uri}")
-
-
-class AirflowServiceError(RetailError):
-    """The local Airflow services could not be started, reached or stopped."""

@@ -38,8 +38,8 @@ from batch_layer.arguments import STEPS, add_arguments
 from batch_layer.errors import BatchError, ValidationFailed
 from batch_layer.interval import BatchInterval, Coverage, advance_high_water_mark, complete_until, parse_moment
 from batch_layer.store import STATUS_FAILED, STATUS_SUCCEEDED, VIEW_TABLES, BatchStore, RunRow
-from retail_shared.settings import Settings
-from retail_shared.tables import Lake
+from contracts.settings import Settings
+from contracts.tables import Lake
 
 __all__ = ["STEPS", "BatchRun", "run_steps", "main", "build_parser"]
 
@@ -307,7 +307,7 @@ def interval_from_args(args: argparse.Namespace, settings: Settings, now: dateti
 
 def run_from_args(settings: Settings, args: argparse.Namespace) -> int:
     """Entry point shared by ``retail batch`` and spark-submit: build the session, run the steps, report."""
-    from retail_shared.spark import build_spark_session
+    from contracts.spark import build_spark_session
 
     now = datetime.now(UTC)
     interval = interval_from_args(args, settings, now)

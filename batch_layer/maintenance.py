@@ -23,7 +23,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from retail_shared.tables import Lake
+from contracts.tables import Lake
 
 __all__ = ["MIN_RETENTION_HOURS", "maintain", "optimize", "vacuum"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from retail_shared.schema import EventType
+from contracts.events import EventType
 
 __all__ = ["PANDAS_MAX_ROWS", "SuiteReport", "validate_bronze", "validate_views", "validate_reconciliation"]
 

@@ -20,7 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from retail_shared.tables import TABLE_SCHEMAS, Lake
+from contracts.tables import TABLE_SCHEMAS, Lake
 
 __all__ = ["BatchStore", "RunRow", "VIEW_TABLES"]
 

@@ -3,7 +3,7 @@
 No ``spark.read``, no writes, no ``collect()``, no clock and no environment here: the job (batch_layer.job)
 reads bronze, passes the interval bounds and the run's clock in, and writes what these functions return.
 
-Metrics come from ``retail_shared.metrics.sales_rollup`` (the same definition the speed layer uses) and
+Metrics come from ``contracts.metrics.sales_rollup`` (the same definition the speed layer uses) and
 ``revenue_of`` (the one revenue formula); nothing here restates them.
 """
 
@@ -14,8 +14,8 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from retail_shared.metrics import GRAINS, Grain, revenue_of, sales_rollup
-from retail_shared.schema import MONEY_TYPE, EventType
+from contracts.events import MONEY_TYPE, EventType
+from contracts.metrics import GRAINS, Grain, revenue_of, sales_rollup
 
 __all__ = [
     "VIEW_COLUMNS",

@@ -28,7 +28,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import CronDataIntervalTimetable, chain, dag
 
 from batch_layer.arguments import STEPS
-from retail_shared.settings import Settings
+from contracts.settings import Settings
 
 JOB = str(Path(__file__).resolve().parents[1] / "batch_layer" / "job.py")
 # RETAIL_* environment only: reading settings costs no I/O and keeps the schedule configurable
@@ -43,7 +43,7 @@ class RetailSparkSubmitOperator(SparkSubmitOperator):
     """
 
     def execute(self, context: Any) -> Any:
-        from retail_shared.spark import spark_conf
+        from contracts.spark import spark_conf
 
         conf = spark_conf(Settings(), app_name=self.task_id)
         conf.pop("spark.master", None)

@@ -31,7 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from retail_shared.settings import Settings
+from contracts.settings import Settings
 from serving_layer.errors import BadRequest, ViewUnreadable
 from serving_layer.service import ServingLayer
 from serving_layer.views import GRAINS, TOTAL_KEY

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retail_shared.errors import RetailError
+from contracts.errors import RetailError
 
 __all__ = ["ServingError", "BadRequest", "ViewUnreadable"]
 

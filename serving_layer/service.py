@@ -5,7 +5,7 @@ The HTTP API (serving_layer.api) and the Dash dashboard (serving_layer.dashboard
 
 Example::
 
-    from retail_shared.settings import Settings
+    from contracts.settings import Settings
     from serving_layer.service import ServingLayer
 
     serving = ServingLayer.from_settings(Settings())
@@ -24,8 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retail_shared.settings import Settings
-from retail_shared.tables import Lake
+from contracts.settings import Settings
+from contracts.tables import Lake
 from serving_layer.errors import BadRequest
 from serving_layer.lake import (
     FileRowCache,

@@ -52,7 +52,7 @@ __all__ = [
     "union_sketch_estimate",
 ]
 
-# The metric vocabulary of retail_shared.metrics, restated here because that module imports pyspark and the
+# The metric vocabulary of contracts.metrics, restated here because that module imports pyspark and the
 # serving process must stay JVM- and Spark-free; tests/serving_layer/test_vocabulary_matches_metrics.py keeps
 # the two in step.
 Grain = Literal["minute", "hour", "day"]

@@ -29,10 +29,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from retail_shared.contract import parse_kafka_records
-from retail_shared.settings import Settings
-from retail_shared.spark import build_spark_session
-from retail_shared.tables import Lake
+from contracts.parser import parse_kafka_records
+from contracts.settings import Settings
+from contracts.spark import build_spark_session
+from contracts.tables import Lake
 from speed_layer.progress import ProgressRecorder
 from speed_layer.sinks import (
     QueryIdentity,

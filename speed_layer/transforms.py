@@ -1,6 +1,6 @@
 """Pure transformations of the speed layer: DataFrame in, DataFrame out, static or streaming. No I/O here.
 
-- :func:`valid_events` / :func:`quarantined_records` split parsed Kafka records (retail_shared.contract).
+- :func:`valid_events` / :func:`quarantined_records` split parsed Kafka records (contracts.parser).
 - :func:`minute_rollups` deduplicates by event_id within the watermark and applies the shared metric.
 - :func:`inventory_updates` keeps stock per product (applyInPandasWithState) and emits alert transitions.
 """
@@ -16,9 +16,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
-from retail_shared.contract import BRONZE_COLUMNS, QUARANTINE_COLUMNS
-from retail_shared.metrics import sales_rollup
-from retail_shared.schema import EventType
+from contracts.events import EventType
+from contracts.metrics import sales_rollup
+from contracts.tables import BRONZE_COLUMNS, QUARANTINE_COLUMNS
 
 __all__ = [
     "valid_events",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from retail_shared.settings import Settings
+from contracts.settings import Settings
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ def settings(test_root: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def spark(settings: Settings):  # type: ignore[no-untyped-def]
-    from retail_shared.spark import build_spark_session
+    from contracts.spark import build_spark_session
 
     session = build_spark_session(settings, app_name="retail-tests")
     yield session
@@ -53,7 +53,7 @@ def spark(settings: Settings):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def kafka(settings: Settings) -> Iterator[object]:
     """A real single-node Apache Kafka broker (KRaft) with the project's topics, for the whole session."""
-    from retail_shared.kafka_broker import LocalKafka
+    from infra.kafka_broker import LocalKafka
 
     broker = LocalKafka.from_settings(settings)
     seconds = broker.start()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dash import Dash
 
-from retail_shared.settings import Settings
+from contracts.settings import Settings
 from serving_layer.dashboard.callbacks import register_callbacks
 from serving_layer.dashboard.layout import layout
 from serving_layer.dashboard.pacing import CallbackTimings

@@ -15,9 +15,9 @@ import pytest
 
 from batch_layer.interval import BatchInterval
 from batch_layer.job import STEPS, BatchRun, run_steps
-from retail_shared.generator import GeneratorConfig, generate
-from retail_shared.settings import Settings
-from retail_shared.tables import TABLE_SCHEMAS
+from contracts.settings import Settings
+from contracts.tables import TABLE_SCHEMAS
+from event_generator.generator import GeneratorConfig, generate
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 _GRAIN_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}

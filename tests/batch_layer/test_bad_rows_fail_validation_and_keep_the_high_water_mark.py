@@ -16,7 +16,7 @@ from batch_layer.errors import ValidationFailed
 from batch_layer.quality import validate_reconciliation, validate_views
 from batch_layer.store import BatchStore
 from batch_layer.transforms import view_checks
-from retail_shared.tables import Lake
+from contracts.tables import Lake
 from tests.batch_layer.conftest import DAY, generated_events, lake_settings, run_batch, write_bronze
 
 NEXT = DAY + timedelta(days=1)

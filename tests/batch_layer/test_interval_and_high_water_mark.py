@@ -102,7 +102,7 @@ def test_high_water_mark_advances_only_over_consecutive_validated_ranges(
 )
 def test_job_arguments_pick_the_utc_day(argv: list[str], expected_day: date) -> None:
     from batch_layer.job import build_parser, interval_from_args
-    from retail_shared.settings import Settings
+    from contracts.settings import Settings
 
     args = build_parser().parse_args(argv)
     interval = interval_from_args(args, Settings(_env_file=None), now=datetime(2026, 3, 10, 1, tzinfo=UTC))

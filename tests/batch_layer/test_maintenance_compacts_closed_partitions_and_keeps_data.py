@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from batch_layer.maintenance import maintain, vacuum
-from retail_shared.tables import Lake
+from contracts.tables import Lake
 from tests.batch_layer.conftest import DAY, generated_events, lake_settings, write_bronze
 
 

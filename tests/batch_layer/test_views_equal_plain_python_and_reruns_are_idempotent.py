@@ -9,7 +9,7 @@ import pytest
 
 from batch_layer.interval import BatchInterval
 from batch_layer.store import BatchStore
-from retail_shared.tables import Lake
+from contracts.tables import Lake
 from tests.batch_layer.conftest import (
     DAY,
     actual_view,

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 import psutil
 import pytest
 
-from batch_layer.airflow_local import LocalAirflow
 from batch_layer.store import BatchStore
-from retail_shared.settings import Settings
-from retail_shared.tables import Lake
+from contracts.settings import Settings
+from contracts.tables import Lake
+from infra.airflow_local import LocalAirflow
 from tests.batch_layer.conftest import generated_events, lake_settings, write_bronze
 from tests.conftest import free_port
 

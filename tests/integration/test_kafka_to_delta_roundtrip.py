@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from pyspark.sql import functions as F
 
-from retail_shared.generator import GeneratorConfig, generate, produce
-from retail_shared.tables import Lake
+from contracts.tables import Lake
+from event_generator.generator import GeneratorConfig, generate, produce
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,8 @@
 """Write real Delta views with the real Spark + Delta writer, the way the speed and batch layers write them.
 
 The speed and batch layers are written by others in parallel; until they land, these helpers call the shared
-metric function (retail_shared.metrics.sales_rollup) and write its output with the table layouts of
-retail_shared.tables, so the serving layer is tested against tables it will meet in production:
+metric function (contracts.metrics.sales_rollup) and write its output with the table layouts of
+contracts.tables, so the serving layer is tested against tables it will meet in production:
 - speed/sales_minute is MERGEd on (bucket_start, dimension, key) like an update-mode micro-batch would;
 - batch views are overwritten for their interval and a batch/runs row records W and the view versions.
 """
@@ -18,8 +18,8 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from retail_shared.metrics import sales_rollup
-from retail_shared.tables import TABLE_SCHEMAS, Lake
+from contracts.metrics import sales_rollup
+from contracts.tables import TABLE_SCHEMAS, Lake
 
 __all__ = ["Event", "LakeBuilder", "purchase", "view"]
 

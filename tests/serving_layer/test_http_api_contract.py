@@ -112,7 +112,7 @@ def test_retail_serve_binds_loopback_and_answers(scenario_lake: LakeBuilder) -> 
     port = free_port()
     env = {**os.environ, "RETAIL_LAKE_ROOT": scenario_lake.lake.root, "RETAIL_API_PORT": str(port)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "retail_shared.cli", "serve"],
+        [sys.executable, "-m", "retail_cli.main", "serve"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -120,7 +120,7 @@ def test_without_any_batch_run_everything_is_speed(spark, test_root) -> None:  #
 
 
 def test_tables_the_speed_layer_just_created_serve_empty_answers(spark, test_root) -> None:  # type: ignore[no-untyped-def]
-    from retail_shared.tables import Lake
+    from contracts.tables import Lake
     from speed_layer.sinks import ensure_speed_tables
 
     lake = Lake(str(test_root / "fresh_speed_lake"), str(test_root / "fresh_speed_ck"))

@@ -1,10 +1,10 @@
-"""The serving layer restates the metric vocabulary (to stay Spark-free); it must match retail_shared.metrics."""
+"""The serving layer restates the metric vocabulary (to stay Spark-free); it must match contracts.metrics."""
 
 from __future__ import annotations
 
 from typing import get_args
 
-from retail_shared import metrics
+from contracts import metrics
 from serving_layer import views
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from retail_shared.generator import GeneratorConfig, generate, produce
-from retail_shared.settings import PROJECT_ROOT
-from retail_shared.tables import Lake
+from contracts.settings import PROJECT_ROOT
+from contracts.tables import Lake
+from event_generator.generator import GeneratorConfig, generate, produce
 from speed_layer.sinks import CRASH_ENV
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,7 @@ def _group_gone(pgid: int, timeout_s: float = 30.0) -> bool:
 
 def _start_driver(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "retail_shared.cli", "speed", *extra],
+        [sys.executable, "-m", "retail_cli.main", "speed", *extra],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log.open("ab"),

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pyspark.testing import assertDataFrameEqual
 
-from retail_shared.metrics import sales_rollup
+from contracts.metrics import sales_rollup
 from speed_layer.transforms import minute_rollups
 
 SCHEMA = (

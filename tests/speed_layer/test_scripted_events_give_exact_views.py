@@ -17,8 +17,8 @@ import pytest
 from deltalake import DeltaTable
 from kafka import KafkaConsumer
 
-from retail_shared.generator import GeneratedRecord, produce
-from retail_shared.tables import Lake
+from contracts.tables import Lake
+from event_generator.generator import GeneratedRecord, produce
 from speed_layer.job import SpeedLayer
 from speed_layer.progress import ProgressRecorder
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from retail_shared.settings import PROJECT_ROOT, Settings
+from contracts.settings import PROJECT_ROOT, Settings
 from serving_layer.dashboard import ids
 from serving_layer.dashboard.app import create_app
 from serving_layer.service import ServingLayer
@@ -83,7 +83,7 @@ class KafkaSpeedLayerChannel:
         self.settings = settings
 
     def send(self, events: list[Event]) -> None:
-        from retail_shared.generator import GeneratedRecord, produce
+        from event_generator.generator import GeneratedRecord, produce
         from speed_layer.job import SpeedLayer
 
         produce([GeneratedRecord(e.product_id.encode(), json.dumps(_contract(e)).encode(), "valid") for e in events],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retail_shared.settings import Settings
+from contracts.settings import Settings
 from serving_layer.dashboard import ids
 from serving_layer.dashboard.app import create_app
 from serving_layer.dashboard.pacing import CallbackTimings

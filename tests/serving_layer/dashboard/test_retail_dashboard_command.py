@@ -17,7 +17,7 @@ def test_retail_dashboard_serves_on_loopback_only(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "RETAIL_LAKE_ROOT": str(tmp_path / "empty-lake"), "RETAIL_DASHBOARD_PORT": str(port)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "retail_shared.cli", "dashboard"],
+        [sys.executable, "-m", "retail_cli.main", "dashboard"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from retail_shared.settings import Settings
-from retail_shared.tables import TABLE_NAMES, Lake
+from contracts.settings import Settings
+from contracts.tables import TABLE_NAMES, Lake
 
 
 def test_defaults_listen_on_loopback_only() -> None:

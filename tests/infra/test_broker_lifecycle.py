@@ -7,7 +7,7 @@ import socket
 import psutil
 import pytest
 
-from retail_shared.kafka_broker import LocalKafka
+from infra.kafka_broker import LocalKafka
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from retail_shared.errors import BrokerError
-from retail_shared.schema import SCHEMA_VERSION, EventType
-from retail_shared.settings import Settings
+from contracts.events import SCHEMA_VERSION, EventType
+from contracts.settings import Settings
+from infra.errors import BrokerError
 
 __all__ = [
     "GeneratorConfig",

@@ -24,7 +24,7 @@ _VAR = PROJECT_ROOT / "var"
 
 
 class Settings(BaseSettings):
-    """Typed settings with the embedded single-machine defaults of ../shared/DESIGN.md."""
+    """Typed settings with the embedded single-machine defaults of docs/design.md."""
 
     model_config = SettingsConfigDict(env_prefix="RETAIL_", extra="ignore", frozen=True)
 

@@ -23,10 +23,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from retail_shared.errors import BrokerError
-from retail_shared.jars import jar_files
-from retail_shared.processes import alive, stop_group
-from retail_shared.settings import PROJECT_ROOT, Settings
+from contracts.jars import jar_files
+from contracts.settings import PROJECT_ROOT, Settings
+from infra.errors import BrokerError
+from infra.processes import alive, stop_group
 
 __all__ = ["LocalKafka", "BrokerStatus"]
 

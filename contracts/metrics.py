@@ -28,7 +28,7 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from retail_shared.schema import MONEY_TYPE, EventType
+from contracts.events import MONEY_TYPE, EventType
 
 __all__ = [
     "GRAINS",

@@ -1,10 +1,12 @@
-"""Where every Delta table and checkpoint lives, under the lake root (names fixed by ../shared/DESIGN.md)."""
+"""Where every Delta table and checkpoint lives, under the lake root (names fixed by docs/design.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TABLE_NAMES", "TABLE_SCHEMAS", "Lake"]
+from contracts.events import EVENT_FIELD_TYPES
+
+__all__ = ["TABLE_NAMES", "TABLE_SCHEMAS", "BRONZE_COLUMNS", "QUARANTINE_COLUMNS", "Lake"]
 
 TABLE_NAMES: tuple[str, ...] = (
     "bronze/events",
@@ -60,14 +62,33 @@ class Lake:
         return self.table("bronze/quarantine")
 
 
+# The master dataset: every event field, then where and when the record arrived (Kafka coordinates, ingest time)
+# and the date partition column.
+_BRONZE_COLUMN_TYPES: dict[str, str] = {
+    **EVENT_FIELD_TYPES,
+    "kafka_topic": "string",
+    "kafka_partition": "int",
+    "kafka_offset": "bigint",
+    "kafka_timestamp": "timestamp",
+    "ingest_time": "timestamp",
+    "event_date": "date",
+}
+BRONZE_COLUMNS: tuple[str, ...] = tuple(_BRONZE_COLUMN_TYPES)
+
+QUARANTINE_COLUMNS: tuple[str, ...] = (
+    "raw_key",
+    "raw_value",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp",
+    "reject_reason",
+    "ingest_time",
+)
+
 # Column layouts every writer and reader agrees on (Spark DDL). Timestamps are UTC `timestamp`, money DECIMAL(18,2).
 TABLE_SCHEMAS: dict[str, str] = {
-    "bronze/events": (
-        "event_id string, event_type string, event_time timestamp, user_id string, product_id string, "
-        "category string, quantity int, unit_price decimal(18,2), currency string, order_id string, "
-        "schema_version int, kafka_topic string, kafka_partition int, kafka_offset bigint, "
-        "kafka_timestamp timestamp, ingest_time timestamp, event_date date"
-    ),
+    "bronze/events": ", ".join(f"{name} {kind}" for name, kind in _BRONZE_COLUMN_TYPES.items()),
     "bronze/quarantine": (
         "raw_key binary, raw_value binary, kafka_topic string, kafka_partition int, kafka_offset bigint, "
         "kafka_timestamp timestamp, reject_reason string, ingest_time timestamp"

@@ -1,6 +1,6 @@
 """`make bench-speed`: sustained throughput, event→served latency and backlog drain of the speed layer.
 
-Usage: python -m speed_layer.bench [--rates 1000,5000,10000] [--seconds 30] [--backlog 300000]
+Usage: python -m benchmarks.speed [--rates 1000,5000,10000] [--seconds 30] [--backlog 300000]
 
 Runs everything on this machine, on free loopback ports, in a temporary folder: a real broker (LocalKafka), the
 real speed layer as a separate process (`retail speed`), kafka-python producing generated events.
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from retail_shared.generator import GeneratorConfig, generate, produce
-from retail_shared.kafka_broker import LocalKafka
-from retail_shared.settings import PROJECT_ROOT, Settings
-from retail_shared.tables import Lake
+from contracts.settings import PROJECT_ROOT, Settings
+from contracts.tables import Lake
+from event_generator.generator import GeneratorConfig, generate, produce
+from infra.kafka_broker import LocalKafka
 
 MARK_START, MARK_END = "<!-- bench-speed:start -->", "<!-- bench-speed:end -->"
 
@@ -200,7 +200,7 @@ def main() -> None:
     driver = None
     try:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "retail_shared.cli", "speed"],
+            [sys.executable, "-m", "retail_cli.main", "speed"],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=(work / "driver.log").open("wb"),
@@ -255,7 +255,7 @@ def main() -> None:
         drain_start = datetime.now(UTC)
         started = time.monotonic()
         drain = subprocess.run(
-            [sys.executable, "-m", "retail_shared.cli", "speed", "--available-now"],
+            [sys.executable, "-m", "retail_cli.main", "speed", "--available-now"],
             cwd=PROJECT_ROOT,
             env=env,
             capture_output=True,

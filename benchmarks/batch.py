@@ -12,7 +12,7 @@
 
 Usage::
 
-    python -m batch_layer.bench --events 10000000 --days 3      # what `make bench-batch` runs
+    python -m benchmarks.batch --events 10000000 --days 3      # what `make bench-batch` runs
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def generate(lake_root: str, events: int, days: int, seed: int) -> dict[str, Any
     """Write ``events`` bronze rows (1 % duplicates of earlier events) spread evenly over ``days`` UTC days."""
     from pyspark.sql import functions as F
 
-    from retail_shared.settings import Settings
-    from retail_shared.spark import build_spark_session
-    from retail_shared.tables import Lake
+    from contracts.settings import Settings
+    from contracts.spark import build_spark_session
+    from contracts.tables import Lake
 
     settings = Settings(lake_root=lake_root, spark_driver_memory="4g")
     spark = build_spark_session(settings, app_name="bench-generate")
@@ -96,8 +96,8 @@ def generate(lake_root: str, events: int, days: int, seed: int) -> dict[str, Any
 def run_spark(lake_root: str, days: int) -> dict[str, Any]:
     from batch_layer.interval import BatchInterval
     from batch_layer.job import BatchRun
-    from retail_shared.settings import Settings
-    from retail_shared.spark import build_spark_session
+    from contracts.settings import Settings
+    from contracts.spark import build_spark_session
 
     began = time.monotonic()
     settings = Settings(lake_root=lake_root, spark_driver_memory="4g")
@@ -196,9 +196,9 @@ def _tree_rss(pid: int) -> int:
 
 
 def _measured(args: list[str]) -> tuple[dict[str, Any], float, int]:
-    """Run ``python -m batch_layer.bench <args>`` and return (its JSON answer, wall seconds, peak tree RSS)."""
+    """Run ``python -m benchmarks.batch <args>`` and return (its JSON answer, wall seconds, peak tree RSS)."""
     began = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "batch_layer.bench", *args], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.batch", *args], stdout=subprocess.PIPE, text=True)
     peak = 0
     done = threading.Event()
 
@@ -295,7 +295,7 @@ def _write_benchmarks(path: Path, section: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m batch_layer.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.batch", description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", default="all", choices=["all", "generate", "spark", "duckdb"])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=3)

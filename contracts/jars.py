@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retail_shared.errors import SetupError
+from contracts.errors import SetupError
 
 __all__ = ["jar_files"]
 

@@ -1,4 +1,4 @@
-"""Notebooks stay runnable code: every code cell compiles and metrics come from retail_shared.metrics."""
+"""Notebooks stay runnable code: every code cell compiles and metrics come from contracts.metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from retail_shared.settings import PROJECT_ROOT
+from contracts.settings import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
 

@@ -6,8 +6,8 @@ jar cache, so no dependency is resolved at run time.
 
 Example::
 
-    from retail_shared.settings import Settings
-    from retail_shared.spark import build_spark_session
+    from contracts.settings import Settings
+    from contracts.spark import build_spark_session
 
     spark = build_spark_session(Settings(), app_name="notebook")
 """
@@ -19,8 +19,8 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from retail_shared.jars import jar_files
-from retail_shared.settings import Settings
+from contracts.jars import jar_files
+from contracts.settings import Settings
 
 __all__ = ["build_spark_session", "spark_conf"]
 

@@ -4,7 +4,7 @@ Builds (once, under var/bench/serving_lake) a lake shaped like production: 30 da
 day; total + 50 products + 8 categories, one Delta commit per day like the nightly job) with W at the start of
 "today", and a speed view holding the last 2 days plus today's 14 hours of minute rows with HLL sketches, written
 as 30-minute commits like micro-batches. The writer is delta-rs (``write_deltalake``), not Spark: same table
-layout and types (retail_shared.tables), but fewer, larger files than a long-running stream leaves before
+layout and types (contracts.tables), but fewer, larger files than a long-running stream leaves before
 compaction. Sketches are real Apache DataSketches HLL_8 sketches (the format Spark's hll_sketch_agg writes),
 drawn from a pool so the set-up stays quick.
 
@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from retail_shared.settings import PROJECT_ROOT, Settings
-from retail_shared.tables import Lake
+from contracts.settings import PROJECT_ROOT, Settings
+from contracts.tables import Lake
 
 __all__ = ["main"]
 
@@ -325,7 +325,7 @@ def run(root: Path, repeat: int) -> dict[str, Any]:
     port = _free_port()
     env = {**os.environ, "RETAIL_LAKE_ROOT": str(root), "RETAIL_API_PORT": str(port)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "retail_shared.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "retail_cli.main", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         connection = _wait_for_http(port, server)

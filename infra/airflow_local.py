@@ -38,9 +38,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from batch_layer.errors import AirflowServiceError
-from retail_shared.processes import alive, group_alive, signal_group
-from retail_shared.settings import PROJECT_ROOT, Settings
+from contracts.settings import PROJECT_ROOT, Settings
+from infra.errors import AirflowServiceError
+from infra.processes import alive, group_alive, signal_group
 
 __all__ = ["LocalAirflow", "SERVICES", "settings_env"]
 

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from retail_shared.processes import alive, stop_group, wait_gone
+from infra.processes import alive, stop_group, wait_gone
 
 __all__ = ["SERVICES", "Services"]
 
@@ -59,7 +59,7 @@ class Services:
             return running
         self.run_dir.mkdir(parents=True, exist_ok=True)
         process = subprocess.Popen(
-            [sys.executable, "-m", "retail_shared.cli", *SERVICES[name]],
+            [sys.executable, "-m", "retail_cli.main", *SERVICES[name]],
             stdout=self.log_file(name).open("ab"),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -13,42 +13,17 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
-from retail_shared.schema import MONEY_TYPE, RAW_EVENT_SCHEMA, SCHEMA_VERSION, EventType
+from contracts.events import EVENT_FIELDS, MONEY_TYPE, SCHEMA_VERSION, EventType
+from contracts.tables import BRONZE_COLUMNS
 
-__all__ = ["BRONZE_COLUMNS", "QUARANTINE_COLUMNS", "parse_kafka_records", "REJECT_REASONS"]
+__all__ = ["parse_kafka_records", "REJECT_REASONS"]
 
-# the master dataset's columns, in table order
-BRONZE_COLUMNS: tuple[str, ...] = (
-    "event_id",
-    "event_type",
-    "event_time",
-    "user_id",
-    "product_id",
-    "category",
-    "quantity",
-    "unit_price",
-    "currency",
-    "order_id",
-    "schema_version",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "kafka_timestamp",
-    "ingest_time",
-    "event_date",
-)
-
-QUARANTINE_COLUMNS: tuple[str, ...] = (
-    "raw_key",
-    "raw_value",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "kafka_timestamp",
-    "reject_reason",
-    "ingest_time",
-)
+# Every field is read as a string first: from_json keeps a JSON number's text for a string field, so a price
+# like 19.99 arrives exactly as "19.99", and typing happens afterwards with functions that return null
+# instead of raising (ANSI mode), which lets a bad value be classified rather than crash the query.
+RAW_EVENT_SCHEMA = StructType([StructField(name, StringType(), nullable=True) for name in EVENT_FIELDS])
 
 _WITH_QUANTITY = [EventType.ADD_TO_CART.value, EventType.PURCHASE.value, EventType.RESTOCK.value]
 _WITH_USER = [EventType.PAGE_VIEW.value, EventType.ADD_TO_CART.value, EventType.PURCHASE.value]

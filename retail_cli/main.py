@@ -23,14 +23,14 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from retail_shared.errors import RetailError
-from retail_shared.settings import Settings
+from contracts.errors import RetailError
+from contracts.settings import Settings
 
 __all__ = ["main"]
 
 
 def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
-    from retail_shared.kafka_broker import LocalKafka
+    from infra.kafka_broker import LocalKafka
 
     broker = LocalKafka.from_settings(settings)
     print(f"starting Kafka (KRaft) on {broker.address} ...", flush=True)
@@ -45,7 +45,7 @@ def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_down(settings: Settings, _args: argparse.Namespace) -> int:
-    from retail_shared.kafka_broker import LocalKafka
+    from infra.kafka_broker import LocalKafka
 
     broker = LocalKafka.from_settings(settings)
     print("kafka stopped" if broker.stop() else "kafka was not running")
@@ -53,7 +53,7 @@ def _cmd_down(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_status(settings: Settings, _args: argparse.Namespace) -> int:
-    from retail_shared.kafka_broker import LocalKafka
+    from infra.kafka_broker import LocalKafka
 
     status = LocalKafka.from_settings(settings).status()
     print(status.describe())
@@ -64,7 +64,7 @@ def _cmd_status(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
-    from retail_shared.generator import GeneratorConfig, generate, produce
+    from event_generator.generator import GeneratorConfig, generate, produce
 
     count = args.count if args.count is not None else int(args.rate * args.duration)
     config = GeneratorConfig(
@@ -117,7 +117,7 @@ def _cmd_batch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
-    from batch_layer.airflow_local import LocalAirflow
+    from infra.airflow_local import LocalAirflow
 
     airflow = LocalAirflow.from_settings(settings)
     if args.action == "stop":
@@ -136,7 +136,7 @@ def _cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _services(settings: Settings):  # type: ignore[no-untyped-def]
-    from retail_shared.services import Services
+    from infra.services import Services
 
     return Services(settings.run_dir)
 
@@ -150,7 +150,7 @@ def _cmd_start(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
-    from retail_shared.services import SERVICES
+    from infra.services import SERVICES
 
     unknown = sorted(set(args.services) - set(SERVICES))
     if unknown:
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="process what Kafka holds now, then stop (default: run until Ctrl-C)",
     )
     speed.set_defaults(run=_cmd_speed)
-    from retail_shared.services import SERVICES
+    from infra.services import SERVICES
 
     start = commands.add_parser("start", help="start services in the background: speed, api, dashboard")
     start.add_argument("services", nargs="+", choices=list(SERVICES), help="which services")

@@ -9,7 +9,7 @@ import urllib.request
 import psutil
 import pytest
 
-from retail_shared.services import Services
+from infra.services import Services
 from tests.conftest import free_port
 
 

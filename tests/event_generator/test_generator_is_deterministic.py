@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from retail_shared.generator import MALFORMED_KINDS, GeneratorConfig, generate
-from retail_shared.schema import EVENT_FIELDS, EventType
+from contracts.events import EVENT_FIELDS, EventType
+from event_generator.generator import MALFORMED_KINDS, GeneratorConfig, generate
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RetailError", "ConfigError", "SetupError", "BrokerError", "ContractError"]
+__all__ = ["RetailError", "ConfigError", "SetupError", "ContractError"]
 
 
 class RetailError(Exception):
@@ -17,9 +17,5 @@ class SetupError(RetailError):
     """Something `make setup` should have installed is missing (a jar, Java, the venv)."""
 
 
-class BrokerError(RetailError):
-    """The local Kafka broker could not be started, reached or stopped."""
-
-
 class ContractError(RetailError):
-    """An argument does not fit the event contract of ../shared/DESIGN.md."""
+    """An argument does not fit the event contract (docs/design.md)."""
