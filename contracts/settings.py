@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     events_partitions: int = Field(default=3, ge=1)
     alerts_topic: str = "retail.alerts"
     alerts_partitions: int = Field(default=1, ge=1)
+    speed_sales_topic: str = Field(
+        default="retail.speed.sales", description="Compacted topic of provisional minute rollups (served live)."
+    )
+    speed_inventory_topic: str = Field(
+        default="retail.speed.inventory", description="Compacted topic of stock per product (served live)."
+    )
+    speed_topic_partitions: int = Field(default=3, ge=1, description="Partitions of retail.speed.sales.")
+    speed_topic_retention_hours: int = Field(
+        default=72, ge=1, description="How long speed rollups stay on their topic (serving needs them from W on)."
+    )
 
     # --- Kafka: the embedded local broker (make up) ------------------------------------------------
     kafka_host: str = Field(default="127.0.0.1", description="Address the local broker listens on.")
@@ -69,7 +79,15 @@ class Settings(BaseSettings):
 
     # --- Speed layer ------------------------------------------------------------------------------
     speed_watermark: str = Field(default="5 minutes", description="How late an event may be for speed views.")
-    speed_trigger: str = Field(default="1 second", description="Micro-batch interval; '0 seconds' = back to back.")
+    speed_trigger: str = Field(
+        default="0 seconds", description="Trigger of the live queries (rollups, inventory); '0 seconds' = back to back."
+    )
+    speed_bronze_trigger: str = Field(
+        default="10 seconds", description="Trigger of the bronze + quarantine query (off the latency path)."
+    )
+    speed_durable_trigger: str = Field(
+        default="30 seconds", description="Trigger of the query copying the speed topics into the Delta speed tables."
+    )
     speed_max_offsets_per_trigger: int | None = Field(default=None, ge=1, description="Backpressure cap.")
     speed_starting_offsets: str = Field(default="earliest", description="Where a new checkpoint starts.")
     currency: str = "EUR"
@@ -80,6 +98,11 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
     dashboard_refresh_seconds: float = Field(
         default=5.0, ge=0.5, description="Dashboard refresh interval; widened automatically past the slowest callback."
+    )
+    serving_speed_source: str = Field(
+        default="kafka",
+        pattern="^(kafka|delta)$",
+        description="Where serving reads speed views: the compacted speed topics (live) or the Delta speed tables.",
     )
     serving_min_refresh_seconds: float = Field(
         default=0.25, ge=0.0, description="Serving reuses a table version refreshed less than this long ago."

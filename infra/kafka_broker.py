@@ -20,11 +20,13 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.jars import jar_files
 from contracts.settings import PROJECT_ROOT, Settings
+from contracts.topics import TopicSpec, ensure_topics
 from infra.errors import BrokerError
 from infra.processes import alive, stop_group
 
@@ -230,26 +232,10 @@ class LocalKafka:
             if not topic.get("is_internal") and not topic["name"].startswith("__")
         }
 
-    def ensure_topics(self, partitions_by_topic: dict[str, int]) -> dict[str, int]:
-        """Create missing topics with the given partition counts; existing ones are left as they are."""
-        from kafka.admin import NewTopic
-        from kafka.errors import TopicAlreadyExistsError
-
-        existing = self.list_topics()
-        missing = [
-            NewTopic(name, num_partitions=count, replication_factor=1)
-            for name, count in partitions_by_topic.items()
-            if name not in existing
-        ]
-        if missing:
-            admin = self._admin()
-            try:
-                admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another caller won the race: the topic exists, which is what we wanted
-            finally:
-                admin.close()
-        return self.list_topics()
+    def ensure_topics(self, topics: dict[str, int] | Iterable[TopicSpec]) -> dict[str, int]:
+        """Create missing topics (name → partitions, or TopicSpecs with configs); existing ones are left as they are."""
+        specs = [TopicSpec(name, count) for name, count in topics.items()] if isinstance(topics, dict) else topics
+        return ensure_topics(specs, {"bootstrap_servers": [self.address]})
 
     def status(self) -> BrokerStatus:
         pid = self.pid()

@@ -36,9 +36,9 @@ def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
     print(f"starting Kafka (KRaft) on {broker.address} ...", flush=True)
     seconds = broker.start()
     print(f"kafka ready on {broker.address}" + (f" after {seconds:.1f}s" if seconds else " (already running)"))
-    topics = broker.ensure_topics(
-        {settings.events_topic: settings.events_partitions, settings.alerts_topic: settings.alerts_partitions}
-    )
+    from contracts.topics import pipeline_topics
+
+    topics = broker.ensure_topics(pipeline_topics(settings))
     print("topics: " + ", ".join(f"{name} ({parts} partitions)" for name, parts in sorted(topics.items())))
     print(f"broker log: {broker.log_file}")
     return 0
