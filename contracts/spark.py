@@ -27,7 +27,7 @@ __all__ = ["build_spark_session", "spark_conf"]
 
 def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
     """Every Spark setting the project relies on, as a plain dict (also handed to spark-submit)."""
-    jars = ",".join(str(path) for path in jar_files(settings.jar_cache, "spark"))
+    jars = ",".join(str(path) for group in ("spark", "project") for path in jar_files(settings.jar_cache, group))
     conf = {
         "spark.app.name": app_name,
         "spark.master": settings.spark_master,
@@ -41,8 +41,10 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         "spark.sql.streaming.stateStore.providerClass": (
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),
-        # RocksDB commits only a changelog per micro-batch instead of uploading a snapshot each time
+        # RocksDB commits only a changelog per micro-batch instead of uploading a snapshot each time, and skips
+        # counting every row of the store on each commit (a metric only)
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
         "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": settings.spark_driver_memory,
@@ -54,13 +56,16 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
     return conf
 
 
-def build_spark_session(settings: Settings, app_name: str) -> SparkSession:
-    """Create (or return the already running) Spark session configured for this project."""
+def build_spark_session(settings: Settings, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """Create (or return the already running) Spark session configured for this project.
+
+    ``extra_conf`` adds job-specific settings (the speed layer's scheduler pools, for example).
+    """
     # executors must run the same interpreter as the driver, or pickled functions will not load
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder
-    for key, value in spark_conf(settings, app_name).items():
+    for key, value in {**spark_conf(settings, app_name), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

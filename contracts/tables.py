@@ -108,7 +108,7 @@ TABLE_SCHEMAS: dict[str, str] = {
     "speed/progress": (
         "query string, batch_id bigint, run_id string, timestamp timestamp, input_rows bigint, "
         "input_rows_per_s double, processed_rows_per_s double, batch_duration_ms bigint, "
-        "watermark timestamp, offsets_behind bigint, late_rows bigint"
+        "watermark timestamp, offsets_behind bigint, late_rows bigint, durations string"
     ),
     "batch/sales_minute": (
         "bucket_start timestamp, bucket_end timestamp, dimension string, key string, revenue decimal(18,2), "

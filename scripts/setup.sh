@@ -33,6 +33,9 @@ echo "  $(mvn -B -v 2>/dev/null | head -1)"
 step "JVM jars (Delta Lake, Spark Kafka source, Apache Kafka broker)"
 .venv/bin/python infra/fetch_jars.py
 
+step "Project JVM classes (the speed layer's inventory processor)"
+.venv/bin/python infra/build_jvm.py
+
 if [ "${1:-}" = "--browser" ]; then
   step "Chromium + chromedriver (browser tests)"
   if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then

@@ -1,20 +1,26 @@
-"""Speed layer job: Kafka (retail.events) → bronze + quarantine, minute rollups, inventory + alerts, in Delta.
+"""Speed layer job: Kafka (retail.events) → bronze + quarantine (Delta), live views (Kafka), their Delta copy.
 
-Three streaming queries, each with its own checkpoint, because Spark restricts chaining stateful operators:
+Four streaming queries on one session, each with its own checkpoint and scheduler pool:
 
-- ``bronze``    stateless: every valid record → bronze/events (before any watermark or dedup), every invalid one
-                → bronze/quarantine with its reason.
-- ``rollups``   watermark + dedup by event_id + the shared minute metric → MERGE into speed/sales_minute.
-- ``inventory`` stock per product (state in the checkpoint) → MERGE into speed/inventory and speed/alerts, and
-                alert transitions → the alerts topic.
+- ``bronze``    (pool bronze, RETAIL_SPEED_BRONZE_TRIGGER) stateless: every valid record → bronze/events (before
+                any watermark or dedup), every invalid one → bronze/quarantine with its reason. Off the latency path.
+- ``rollups``   (pool live, RETAIL_SPEED_TRIGGER) watermark + dedup by event_id + the shared minute metric →
+                Spark's Kafka sink → the compacted topic retail.speed.sales (update mode).
+- ``inventory`` (pool live) stock per product and low-stock alerts (a JVM stateful processor) → Spark's Kafka
+                sink → the compacted topic retail.speed.inventory and the topic retail.alerts.
+- ``durable``   (pool durable, RETAIL_SPEED_DURABLE_TRIGGER) reads those three topics back and MERGEs the newest
+                value per key into speed/sales_minute, speed/inventory and speed/alerts, once per micro-batch.
+
+The serving layer materialises the speed topics in memory, so an event reaches the API after one live
+micro-batch: no Delta commit and no Python worker on the way (docs/design.md, "The flow").
 
 Usage::
 
     retail speed                       # run until stopped (Ctrl-C)
     retail speed --available-now       # process what is in Kafka now, then stop (tests, catch-up)
 
-Settings: RETAIL_SPEED_WATERMARK, RETAIL_SPEED_TRIGGER, RETAIL_SPEED_MAX_OFFSETS_PER_TRIGGER,
-RETAIL_SPEED_STARTING_OFFSETS, RETAIL_LOW_STOCK_THRESHOLD (docs/settings.md).
+Settings: RETAIL_SPEED_WATERMARK, RETAIL_SPEED_TRIGGER, RETAIL_SPEED_BRONZE_TRIGGER, RETAIL_SPEED_DURABLE_TRIGGER,
+RETAIL_SPEED_MAX_OFFSETS_PER_TRIGGER, RETAIL_SPEED_STARTING_OFFSETS, RETAIL_LOW_STOCK_THRESHOLD (docs/settings.md).
 """
 
 from __future__ import annotations
@@ -24,25 +30,34 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from contracts.parser import parse_kafka_records
 from contracts.settings import Settings
 from contracts.spark import build_spark_session
 from contracts.tables import Lake
+from contracts.topics import ensure_topics, pipeline_topics
 from speed_layer.progress import ProgressRecorder
 from speed_layer.sinks import (
     QueryIdentity,
     append_once,
+    crash_planned_for,
     ensure_speed_tables,
     maybe_crash_for_test,
     merge_once,
-    send_alerts,
 )
-from speed_layer.transforms import inventory_updates, minute_rollups, quarantined_records, valid_events
+from speed_layer.transforms import (
+    inventory_records,
+    inventory_updates,
+    latest_speed_rows,
+    minute_rollups,
+    quarantined_records,
+    sales_records,
+    valid_events,
+)
 
 __all__ = ["SpeedLayer", "run"]
 
@@ -59,9 +74,22 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{f"{unit}s": amount})
 
 
+POOLS = ("live", "bronze", "durable")
+_FAIR_SCHEDULER_FILE = Path(__file__).with_name("fairscheduler.xml")
+
+
+def speed_session_conf() -> dict[str, str]:
+    """Spark settings of the speed layer's own session (on top of contracts.spark.spark_conf)."""
+    return {
+        # the live queries' tasks go before bronze's and the Delta copy's (speed_layer/fairscheduler.xml)
+        "spark.scheduler.mode": "FAIR",
+        "spark.scheduler.allocation.file": str(_FAIR_SCHEDULER_FILE),
+    }
+
+
 @dataclass
 class SpeedLayer:
-    """Builds and starts the three queries on one session. ``start`` returns the running queries."""
+    """Builds and starts the queries on one session. ``start`` returns the running queries."""
 
     spark: SparkSession
     settings: Settings
@@ -71,42 +99,66 @@ class SpeedLayer:
         self.lake = Lake(self.settings.lake_root, self.settings.checkpoint_root)
         self.watermark_delay = _duration(self.settings.speed_watermark)
 
-    # --- source -----------------------------------------------------------------------------------
-    def _kafka_records(self) -> DataFrame:
-        reader = self.spark.readStream.format("kafka")
-        for key, value in self.settings.kafka_client_options().items():
-            reader = reader.option(f"kafka.{key}", value)
+    # --- sources and sinks ----------------------------------------------------------------------------
+    def _kafka_options(self) -> dict[str, str]:
+        return {f"kafka.{key}": value for key, value in self.settings.kafka_client_options().items()}
+
+    def _kafka_records(self, topics: str) -> DataFrame:
+        reader = self.spark.readStream.format("kafka").options(**self._kafka_options())
         reader = (
-            reader.option("subscribe", self.settings.events_topic)
+            reader.option("subscribe", topics)
             .option("startingOffsets", self.settings.speed_starting_offsets)
             # a gap in the topic (retention deleted unread data) must stop the job, never pass silently
             .option("failOnDataLoss", "true")
+            # answer a fetch as soon as data is there instead of waiting to fill a batch
+            .option("kafka.fetch.max.wait.ms", "20")
         )
         if self.settings.speed_max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", self.settings.speed_max_offsets_per_trigger)
         return reader.load()
 
-    def _start(self, name: str, frame: DataFrame, batch_fn: BatchFn, output_mode: str) -> StreamingQuery:
+    def _trigger(self, writer: DataStreamWriter, interval: str) -> DataStreamWriter:
+        return writer.trigger(availableNow=True) if self.available_now else writer.trigger(processingTime=interval)
+
+    def _start(self, name: str, pool: str, writer: DataStreamWriter, interval: str) -> StreamingQuery:
+        writer = self._trigger(
+            writer.queryName(name).option("checkpointLocation", self.lake.checkpoint(name)),
+            interval,
+        )
+        # a query's micro-batches run in the pool set on the thread that starts it (Spark's fair scheduler)
+        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
+        try:
+            return writer.start()
+        finally:
+            self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
+
+    def _start_batches(
+        self, name: str, pool: str, frame: DataFrame, batch_fn: BatchFn, output_mode: str, interval: str
+    ) -> StreamingQuery:
         identity = QueryIdentity(name)
 
         def on_batch(batch: DataFrame, batch_id: int) -> None:
+            # foreachBatch runs on a Python callback thread: give its jobs the query's pool there too
+            batch.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
             batch_fn(batch, batch_id, identity.app_id)  # type: ignore[call-arg]
             maybe_crash_for_test(name)
 
-        writer = (
-            frame.writeStream.queryName(name)
-            .outputMode(output_mode)
-            .option("checkpointLocation", self.lake.checkpoint(name))
-            .foreachBatch(on_batch)
-        )
-        writer = (
-            writer.trigger(availableNow=True)
-            if self.available_now
-            else writer.trigger(processingTime=self.settings.speed_trigger)
-        )
-        query = writer.start()
+        query = self._start(name, pool, frame.writeStream.outputMode(output_mode).foreachBatch(on_batch), interval)
         identity.set(query.id)
         return query
+
+    def _start_to_kafka(self, name: str, records: DataFrame) -> StreamingQuery:
+        """A live query: update-mode records (topic, key, value) through Spark's Kafka sink."""
+        options = {**self._kafka_options(), "kafka.linger.ms": "0"}
+        if crash_planned_for(name):
+            # test-only: the same records written from foreachBatch, so a crash can land between the Kafka write
+            # and the checkpoint commit of one micro-batch (the window that replays a batch)
+            def write(batch: DataFrame, _batch_id: int, _app_id: str) -> None:
+                batch.write.format("kafka").options(**options).save()
+
+            return self._start_batches(name, "live", records, write, "update", self.settings.speed_trigger)
+        writer = records.writeStream.format("kafka").options(**options).outputMode("update")
+        return self._start(name, "live", writer, self.settings.speed_trigger)
 
     # --- bronze + quarantine ------------------------------------------------------------------------
     def _write_bronze(self, batch: DataFrame, batch_id: int, app_id: str) -> None:
@@ -117,113 +169,121 @@ class SpeedLayer:
         finally:
             parsed.unpersist()
 
-    # --- rollups ----------------------------------------------------------------------------------
-    def _write_rollups(self, batch: DataFrame, batch_id: int, app_id: str) -> None:
-        # materialise once: commits the state store even when Delta skips an already-written batch
-        rows = batch.withColumn("updated_at", F.current_timestamp()).persist()
-        try:
-            if rows.count() == 0:
-                return  # a no-data batch that only moved the watermark: nothing to MERGE, no empty commit
-            merge_once(
-                rows,
-                self.lake.table("speed/sales_minute"),
-                on="t.bucket_start = s.bucket_start AND t.dimension = s.dimension AND t.key = s.key",
-                app_id=app_id,
-                batch_id=batch_id,
-            )
-        finally:
-            rows.unpersist()
-
-    # --- inventory + alerts -------------------------------------------------------------------------
-    def _write_inventory(self, batch: DataFrame, batch_id: int, app_id: str) -> None:
-        rows = batch.persist()
-        try:
-            if rows.count() == 0:
-                return  # materialised (state committed) and nothing changed
-            stock = rows.where(F.col("row_kind") == "inventory").select(
-                "product_id",
-                "stock",
-                "threshold",
-                "below_threshold",
-                "last_event_time",
-                F.current_timestamp().alias("updated_at"),
-            )
-            merge_once(stock, self.lake.table("speed/inventory"), "t.product_id = s.product_id", app_id, batch_id)
-            transitions = rows.where(F.col("row_kind") != "inventory")
-            alerts = transitions.groupBy("alert_id").agg(
-                F.first("product_id").alias("product_id"),
-                F.lit("low_stock").alias("kind"),
-                F.max(F.when(F.col("row_kind") == "alert_open", F.col("stock"))).alias("stock_at_open"),
-                F.first("threshold").alias("threshold"),
-                F.max(F.when(F.col("row_kind") == "alert_open", F.col("alert_at"))).alias("opened_at"),
-                F.max(F.when(F.col("row_kind") == "alert_resolve", F.col("alert_at"))).alias("resolved_at"),
-            )
-            merge_once(
-                alerts,
-                self.lake.table("speed/alerts"),
-                "t.alert_id = s.alert_id",
-                app_id,
-                batch_id,
-                update_set={"resolved_at": "coalesce(s.resolved_at, t.resolved_at)"},
-                insert_condition="s.opened_at IS NOT NULL",
-            )
-            if not transitions.isEmpty():
-                send_alerts(
-                    transitions.select(
-                        "alert_id",
-                        "product_id",
-                        F.when(F.col("row_kind") == "alert_open", "opened").otherwise("resolved").alias("state"),
-                        "stock",
-                        "threshold",
-                        F.date_format("alert_at", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX").alias("at"),
-                    ),
-                    self.settings.kafka_client_options(),
-                    self.settings.alerts_topic,
-                )
-        finally:
-            rows.unpersist()
-
-    def start(self) -> list[StreamingQuery]:
-        ensure_speed_tables(self.spark, self.lake)
-        parsed = parse_kafka_records(self._kafka_records())
-        events = valid_events(parsed)
-        threshold = self.settings.low_stock_threshold
+    # --- the durable Delta copy of the live views -----------------------------------------------------
+    def _durable_targets(self) -> list[tuple[str, str, str]]:
+        settings = self.settings
         return [
-            self._start("bronze", parsed, self._write_bronze, "append"),  # type: ignore[arg-type]
-            self._start(
-                "rollups",
-                minute_rollups(events, self.settings.speed_watermark),
-                self._write_rollups,  # type: ignore[arg-type]
-                "update",
+            (
+                settings.speed_sales_topic,
+                "speed/sales_minute",
+                "t.bucket_start = s.bucket_start AND t.dimension = s.dimension AND t.key = s.key",
             ),
-            self._start(
+            (settings.speed_inventory_topic, "speed/inventory", "t.product_id = s.product_id"),
+            (settings.alerts_topic, "speed/alerts", "t.alert_id = s.alert_id"),
+        ]
+
+    def _write_durable(self, batch: DataFrame, batch_id: int, app_id: str) -> None:
+        records = batch.persist()
+        try:
+            for topic, table, on in self._durable_targets():
+                rows = latest_speed_rows(records, topic, table).persist()
+                try:
+                    if not rows.isEmpty():
+                        merge_once(rows, self.lake.table(table), on, app_id, batch_id)
+                finally:
+                    rows.unpersist()
+        finally:
+            records.unpersist()
+
+    # --- wiring ---------------------------------------------------------------------------------------
+    def start_live(self) -> list[StreamingQuery]:
+        """Start bronze and the two live queries (everything that reads retail.events)."""
+        ensure_speed_tables(self.spark, self.lake)
+        ensure_topics(pipeline_topics(self.settings), self.settings.kafka_python_options())
+        # spark.sql.streaming.noDataMicroBatches.enabled stays true: without the batch that only moves the
+        # watermark, Spark filters late input one batch behind (its late-event watermark is the previous
+        # batch's), so an event beyond the watermark could still be counted; under load no such batch runs anyway
+        settings = self.settings
+        parsed = parse_kafka_records(self._kafka_records(settings.events_topic))
+        events = valid_events(parsed)
+        return [
+            self._start_batches(
+                "bronze", "bronze", parsed, self._write_bronze, "append", settings.speed_bronze_trigger
+            ),
+            self._start_to_kafka(
+                "rollups", sales_records(minute_rollups(events, settings.speed_watermark), settings.speed_sales_topic)
+            ),
+            self._start_to_kafka(
                 "inventory",
-                inventory_updates(events, threshold, self.watermark_delay),
-                self._write_inventory,  # type: ignore[arg-type]
-                "update",
+                inventory_records(
+                    inventory_updates(events, settings.low_stock_threshold, self.watermark_delay),
+                    settings.speed_inventory_topic,
+                    settings.alerts_topic,
+                ),
             ),
         ]
+
+    def start_durable(self) -> StreamingQuery:
+        """Start the query that copies the speed topics into the Delta speed tables."""
+        topics = ",".join(topic for topic, _, _ in self._durable_targets())
+        return self._start_batches(
+            "durable",
+            "durable",
+            self._kafka_records(topics),
+            self._write_durable,
+            "append",
+            self.settings.speed_durable_trigger,
+        )
+
+    def start(self) -> list[StreamingQuery]:
+        """Start every query (continuous mode); see ``drain`` for available-now runs."""
+        if self.available_now:
+            raise ValueError("available_now runs go through drain(), which orders the queries")
+        live = self.start_live()
+        return [*live, self.start_durable()]
+
+    def drain(self) -> None:
+        """Available-now: process what Kafka holds, then copy the live views to Delta; raises if a query failed."""
+        if not self.available_now:
+            raise ValueError("drain() needs available_now=True")
+        for query in self.start_live():
+            _await(query)
+        # the Delta copy reads the live queries' output, so it runs once they have written everything
+        _await(self.start_durable())
+
+
+def _await(query: StreamingQuery) -> None:
+    query.awaitTermination()
+    if query.exception() is not None:
+        raise RuntimeError(f"speed query {query.name} failed: {query.exception()}")
 
 
 def run(settings: Settings, available_now: bool = False) -> int:
     """Entry point of `retail speed`: start the queries and wait; returns a process exit code."""
-    spark = build_spark_session(settings, app_name="retail-speed-layer")
+    spark = build_spark_session(settings, app_name="retail-speed-layer", extra_conf=speed_session_conf())
     lake = Lake(settings.lake_root, settings.checkpoint_root)
     recorder = ProgressRecorder(lake.table("speed/progress"))
     spark.streams.addListener(recorder)
-    queries = SpeedLayer(spark, settings, available_now=available_now).start()
+    layer = SpeedLayer(spark, settings, available_now=available_now)
     print(
-        f"speed layer running: {', '.join(q.name for q in queries)} reading {settings.events_topic} "
-        f"at {settings.kafka_bootstrap_servers}; lake {settings.lake_root}",
+        f"speed layer {'draining' if available_now else 'running'}: reading {settings.events_topic} at "
+        f"{settings.kafka_bootstrap_servers}; live views on {settings.speed_sales_topic}, "
+        f"{settings.speed_inventory_topic}, {settings.alerts_topic}; lake {settings.lake_root}",
         flush=True,
     )
+    if available_now:
+        try:
+            layer.drain()
+        except RuntimeError as error:
+            log.error("%s", error)
+            return 1
+        finally:
+            recorder.close()
+        return 0
+    queries = layer.start()
     failed = False
     try:
-        if available_now:
-            for query in queries:
-                query.awaitTermination()
-        else:
-            spark.streams.awaitAnyTermination()
+        spark.streams.awaitAnyTermination()
     except KeyboardInterrupt:
         print("stopping speed layer ...", flush=True)
     finally:

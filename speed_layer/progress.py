@@ -33,6 +33,7 @@ PROGRESS_ARROW_SCHEMA = pa.schema(
         ("watermark", _TS),
         ("offsets_behind", pa.int64()),
         ("late_rows", pa.int64()),
+        ("durations", pa.string()),
     ]
 )
 
@@ -75,6 +76,9 @@ def progress_row(progress: dict) -> dict:  # type: ignore[type-arg]
         "watermark": watermark_time,
         "offsets_behind": offsets_behind,
         "late_rows": sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", [])),
+        # Spark's phase durations of the micro-batch in ms (addBatch, getBatch, latestOffset, queryPlanning,
+        # walCommit, commitOffsets, triggerExecution), as JSON
+        "durations": json.dumps(progress.get("durationMs") or {}, sort_keys=True),
     }
 
 
@@ -116,7 +120,7 @@ class ProgressRecorder(StreamingQueryListener):
             return 0
         from deltalake import write_deltalake
 
-        write_deltalake(self.path, pa.Table.from_pylist(rows, schema=PROGRESS_ARROW_SCHEMA), mode="append")
+        write_deltalake(self.path, pa.Table.from_pylist(rows, schema=PROGRESS_ARROW_SCHEMA), mode="append", schema_mode="merge")
         return len(rows)
 
     def _run(self) -> None:

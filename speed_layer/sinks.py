@@ -1,4 +1,4 @@
-"""The speed layer's I/O edge: Delta tables, idempotent micro-batch writes, the alerts topic, crash hook.
+"""The speed layer's I/O edge: Delta tables, idempotent micro-batch writes, crash hook.
 
 Exactly-once: every Delta write of micro-batch N carries the Delta transaction id (app id, N). A batch replayed
 after a crash (written to Delta, but not yet committed to the checkpoint) is skipped by Delta, so no row is
@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from contracts.tables import TABLE_SCHEMAS, Lake
 
@@ -28,6 +27,7 @@ __all__ = [
     "append_once",
     "merge_once",
     "maybe_crash_for_test",
+    "crash_planned_for",
     "CRASH_ENV",
 ]
 
@@ -130,24 +130,19 @@ def merge_once(
             time.sleep(0.5 * attempt)
 
 
-def send_alerts(alerts: DataFrame, kafka_options: dict[str, str], topic: str) -> None:
-    """Publish alert rows to Kafka with Spark's Kafka sink, keyed by alert_id (consumers deduplicate by it)."""
-    writer = alerts.select(
-        F.col("alert_id").alias("key"), F.to_json(F.struct(*alerts.columns)).alias("value")
-    ).write.format("kafka")
-    for key, value in kafka_options.items():
-        writer = writer.option(f"kafka.{key}", value)
-    writer.option("topic", topic).save()
-
-
 _batches_run: dict[str, int] = {}
+
+
+def crash_planned_for(query: str) -> bool:
+    """Test-only: whether CRASH_ENV names this query."""
+    return os.environ.get(CRASH_ENV, "").startswith(f"{query}:")
 
 
 def maybe_crash_for_test(query: str) -> None:
     """Test-only: SIGKILL this driver and its JVM when CRASH_ENV names this query and its batch count."""
-    target = os.environ.get(CRASH_ENV)
-    if not target or not target.startswith(f"{query}:"):
+    if not crash_planned_for(query):
         return
+    target = os.environ[CRASH_ENV]
     _batches_run[query] = _batches_run.get(query, 0) + 1
     if _batches_run[query] == int(target.split(":", 1)[1]):
         os.killpg(os.getpgid(0), signal.SIGKILL)

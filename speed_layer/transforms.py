@@ -1,24 +1,25 @@
-"""Pure transformations of the speed layer: DataFrame in, DataFrame out, static or streaming. No I/O here.
+"""Transformations of the speed layer: DataFrame in, DataFrame out, static or streaming. No I/O here.
 
 - :func:`valid_events` / :func:`quarantined_records` split parsed Kafka records (contracts.parser).
 - :func:`minute_rollups` deduplicates by event_id within the watermark and applies the shared metric.
-- :func:`inventory_updates` keeps stock per product (applyInPandasWithState) and emits alert transitions.
+- :func:`inventory_updates` keeps stock per product and emits alert transitions, in the JVM
+  (retail.speed.InventoryProcessor, speed_layer/jvm/): no Python worker on the latency path.
+- :func:`sales_records` / :func:`inventory_records` turn the live views into Kafka records in the wire format of
+  contracts.topics; :func:`latest_speed_rows` turns those records back into table rows for the Delta copy.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+import re
 from datetime import timedelta
 
-import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
-from contracts.events import EventType
+from contracts.events import MONEY_TYPE, EventType
 from contracts.metrics import sales_rollup
-from contracts.tables import BRONZE_COLUMNS, QUARANTINE_COLUMNS
+from contracts.tables import BRONZE_COLUMNS, QUARANTINE_COLUMNS, TABLE_SCHEMAS
+from contracts.topics import ALERT_FIELDS, INVENTORY_FIELDS, JSON_TIMESTAMP_FORMAT, SPEED_SALES_FIELDS
 
 __all__ = [
     "valid_events",
@@ -27,7 +28,12 @@ __all__ = [
     "inventory_updates",
     "INVENTORY_OUTPUT_SCHEMA",
     "alert_id_for",
+    "sales_records",
+    "inventory_records",
+    "latest_speed_rows",
 ]
+
+_JSON_OPTIONS = {"timestampFormat": JSON_TIMESTAMP_FORMAT}
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
@@ -51,14 +57,13 @@ def minute_rollups(events: DataFrame, watermark: str) -> DataFrame:
     return sales_rollup(deduplicated, grain="minute", users="sketch")
 
 
-# one row per product whose stock changed in the micro-batch, plus one per alert opened or resolved
+# one row per product whose stock changed in the micro-batch, plus one per alert opened or resolved (the same
+# DDL as InventoryProcessor.OUTPUT_DDL in speed_layer/jvm)
 INVENTORY_OUTPUT_SCHEMA = (
     "row_kind string, product_id string, stock bigint, threshold int, below_threshold boolean, "
-    "last_event_time timestamp, alert_id string, alert_at timestamp"
+    "last_event_time timestamp, alert_id string, alert_at timestamp, stock_at_open bigint, opened_at timestamp, "
+    "resolved_at timestamp"
 )
-# the applied event ids travel as JSON ({event_id: event time in epoch seconds}): pandas state handles flat
-# columns best
-_STATE_SCHEMA = "stock bigint, open_alert_id string, seen_json string"
 
 
 def alert_id_for(product_id: str, kafka_partition: int, kafka_offset: int) -> str:
@@ -67,74 +72,6 @@ def alert_id_for(product_id: str, kafka_partition: int, kafka_offset: int) -> st
     A replayed micro-batch produces the same id, so consumers of retail.alerts deduplicate by it.
     """
     return f"low_stock:{product_id}:{kafka_partition}:{kafka_offset}"
-
-
-def _inventory_state_fn(threshold: int, dedup_horizon: timedelta):  # type: ignore[no-untyped-def]
-    """The per-product state function: applies restocks/purchases in Kafka order, once per event_id."""
-
-    def apply(key: tuple[str], batches: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
-        (product_id,) = key
-        if state.hasTimedOut:
-            return
-        if state.exists:
-            stock, open_alert, seen_json = state.get
-            seen: dict[str, float] = json.loads(seen_json)
-        else:
-            stock, open_alert, seen = 0, None, {}
-        events = pd.concat(list(batches), ignore_index=True).sort_values(["kafka_partition", "kafka_offset"])
-        alerts: list[dict[str, object]] = []
-        last_time = None
-        changed = False
-        for row in events.itertuples(index=False):
-            if row.event_id in seen:
-                continue  # a re-sent event: already applied
-            seen[row.event_id] = pd.Timestamp(row.event_time).timestamp()
-            delta = row.quantity if row.event_type == EventType.RESTOCK.value else -row.quantity
-            stock += int(delta)
-            changed = True
-            last_time = row.event_time if last_time is None else max(last_time, row.event_time)
-            if stock < threshold and open_alert is None:
-                open_alert = alert_id_for(product_id, int(row.kafka_partition), int(row.kafka_offset))
-                alerts.append(
-                    {"row_kind": "alert_open", "alert_id": open_alert, "alert_at": row.kafka_timestamp, "stock": stock}
-                )
-            elif stock >= threshold and open_alert is not None:
-                alerts.append(
-                    {
-                        "row_kind": "alert_resolve",
-                        "alert_id": open_alert,
-                        "alert_at": row.kafka_timestamp,
-                        "stock": stock,
-                    }
-                )
-                open_alert = None
-        if seen:
-            # remember ids only as long as a re-send can plausibly arrive (the watermark's horizon)
-            oldest_kept = max(seen.values()) - dedup_horizon.total_seconds()
-            seen = {event_id: moment for event_id, moment in seen.items() if moment >= oldest_kept}
-        state.update((int(stock), open_alert, json.dumps(seen)))
-        if not changed:
-            return
-        rows = [{"row_kind": "inventory", "alert_id": None, "alert_at": None, "stock": stock}, *alerts]
-        frame = pd.DataFrame(rows)
-        frame["product_id"] = product_id
-        frame["threshold"] = threshold
-        frame["below_threshold"] = stock < threshold
-        frame["last_event_time"] = last_time
-        yield frame[
-            [
-                "row_kind",
-                "product_id",
-                "stock",
-                "threshold",
-                "below_threshold",
-                "last_event_time",
-                "alert_id",
-                "alert_at",
-            ]
-        ]
-
-    return apply
 
 
 def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelta) -> DataFrame:
@@ -150,7 +87,8 @@ def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelt
     or above it.
 
     Output (INVENTORY_OUTPUT_SCHEMA, update mode): one ``inventory`` row per product touched in the batch and one
-    ``alert_open`` / ``alert_resolve`` row per transition.
+    ``alert_open`` / ``alert_resolve`` row per transition, carrying the alert's state so far. The state function
+    is JVM code (speed_layer/jvm, built by `make setup`), reached through py4j.
     """
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
@@ -167,15 +105,74 @@ def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelt
             "kafka_timestamp",
         )
         # the same lateness rule as the rollups: Spark drops events older than the watermark before the state
-        # function sees them, so an event_id forgotten by the state (older than the horizon) cannot be re-applied
+        # function sees them (event-time timeout), so an id forgotten by the state cannot be re-applied
         .withWatermark("event_time", f"{int(dedup_horizon.total_seconds())} seconds")
     )
-    return stock_events.groupBy("product_id").applyInPandasWithState(
-        _inventory_state_fn(threshold, dedup_horizon),
-        outputStructType=INVENTORY_OUTPUT_SCHEMA,
-        stateStructType=_STATE_SCHEMA,
-        outputMode="update",
-        # event-time timeout is what makes Spark drop input older than the watermark for this operator; no
-        # timeout is ever set, so the state itself never expires
-        timeoutConf=GroupStateTimeout.EventTimeTimeout,
+    session = events.sparkSession
+    processor = session._jvm.retail.speed.InventoryProcessor  # type: ignore[union-attr]
+    return DataFrame(processor.updates(stock_events._jdf, threshold, int(dedup_horizon.total_seconds())), session)
+
+
+def _json(columns: list[Column]) -> Column:
+    return F.to_json(F.struct(*columns), _JSON_OPTIONS)
+
+
+def sales_records(rollups: DataFrame, topic: str) -> DataFrame:
+    """Kafka records (topic, key, value) of minute rollups in the wire format of contracts.topics."""
+    value = {
+        "revenue": F.col("revenue").cast("string"),
+        "users_sketch": F.base64("users_sketch"),
+        "updated_at": F.current_timestamp(),
+    }
+    return rollups.select(
+        F.lit(topic).alias("topic"),
+        F.concat_ws("|", "dimension", "key", F.unix_micros("bucket_start").cast("string")).alias("key"),
+        _json([value.get(name, F.col(name)).alias(name) for name in SPEED_SALES_FIELDS]).alias("value"),
     )
+
+
+def inventory_records(updates: DataFrame, inventory_topic: str, alerts_topic: str) -> DataFrame:
+    """Kafka records of inventory_updates rows: stock rows onto the inventory topic, alerts onto the alerts topic."""
+    is_stock = F.col("row_kind") == F.lit("inventory")
+    stock_value = {"updated_at": F.current_timestamp()}
+    alert_value = {
+        "kind": F.lit("low_stock"),
+        "state": F.when(F.col("row_kind") == "alert_open", "opened").otherwise("resolved"),
+        "at": F.col("alert_at"),
+    }
+    return updates.select(
+        F.when(is_stock, F.lit(inventory_topic)).otherwise(F.lit(alerts_topic)).alias("topic"),
+        F.when(is_stock, F.col("product_id")).otherwise(F.col("alert_id")).alias("key"),
+        F.when(is_stock, _json([stock_value.get(n, F.col(n)).alias(n) for n in INVENTORY_FIELDS]))
+        .otherwise(_json([alert_value.get(n, F.col(n)).alias(n) for n in ALERT_FIELDS]))
+        .alias("value"),
+    )
+
+
+_WIRE_TYPES = {
+    "speed/sales_minute": {"revenue": "string", "users_sketch": "string"},
+}
+
+
+def latest_speed_rows(records: DataFrame, topic: str, table: str) -> DataFrame:
+    """The newest value per key of one speed topic, as rows of the Delta speed ``table`` (for MERGE).
+
+    Requires Kafka source columns (topic, key, value, partition, offset). A key always lands on one partition,
+    so its highest offset is its newest value; replays of the same value are harmless.
+    """
+    # split the table's DDL at top-level commas (decimal(18,2) holds one)
+    columns = [part.strip().split(" ", 1) for part in re.split(r",(?![^()]*\))", TABLE_SCHEMAS[table])]
+    wire = _WIRE_TYPES.get(table, {})
+    schema = ", ".join(f"{name} {wire.get(name, kind)}" for name, kind in columns)
+    newest = (
+        records.where(F.col("topic") == F.lit(topic))
+        .groupBy("key")
+        .agg(F.max_by(F.col("value"), F.col("offset")).alias("value"))
+        .select(F.from_json(F.col("value").cast("string"), schema, _JSON_OPTIONS).alias("row"))
+        .select("row.*")
+    )
+    if table == "speed/sales_minute":
+        newest = newest.withColumn("revenue", F.col("revenue").try_cast(MONEY_TYPE)).withColumn(
+            "users_sketch", F.unbase64("users_sketch")
+        )
+    return newest.select(*[name for name, _ in columns])

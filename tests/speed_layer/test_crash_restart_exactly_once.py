@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from deltalake import DeltaTable
+from kafka import KafkaConsumer
 
 from contracts.settings import PROJECT_ROOT
 from contracts.tables import Lake
-from event_generator.generator import GeneratorConfig, generate, produce
+from event_generator.generator import GeneratedRecord, GeneratorConfig, generate, produce
 from speed_layer.sinks import CRASH_ENV
 
 pytestmark = pytest.mark.integration
@@ -39,13 +41,25 @@ class Producer(threading.Thread):
         super().__init__(daemon=True)
         self.settings, self.rate = settings, rate
         self.stop_event = threading.Event()
-        self.sent: list[dict] = []
+        self.sent: list[GeneratedRecord] = []
 
     def _records(self):
-        for record in generate(GeneratorConfig(seed=5, count=100_000, rate=self.rate, start=T0, products=8)):
+        config = GeneratorConfig(
+            seed=5,
+            count=100_000,
+            rate=self.rate,
+            start=T0,
+            products=8,
+            # within the 5-minute watermark, so every valid event counts once in the speed views
+            late_ratio=0.02,
+            late_minutes=1,
+            duplicate_ratio=0.02,
+            malformed_ratio=0.01,
+        )
+        for record in generate(config):
             if self.stop_event.is_set():
                 return
-            self.sent.append(record.event)
+            self.sent.append(record)
             yield record
 
     def run(self) -> None:
@@ -93,12 +107,49 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-def test_three_sigkills_neither_drop_nor_duplicate(kafka, settings, test_root) -> None:
+def _expected_alerts(bronze, threshold: int) -> dict[str, tuple]:
+    """Alerts from bronze replayed per product in Kafka order, re-sent ids once (the speed layer's rule)."""
+    alerts: dict[str, tuple] = {}
+    stock: dict[str, int] = defaultdict(int)
+    open_alert: dict[str, str] = {}
+    seen: set[str] = set()
+    moves = bronze[bronze.event_type.isin(["restock", "purchase"])].sort_values(["kafka_partition", "kafka_offset"])
+    for row in moves.itertuples():
+        if row.event_id in seen:
+            continue
+        seen.add(row.event_id)
+        product = row.product_id
+        stock[product] += row.quantity if row.event_type == "restock" else -row.quantity
+        if stock[product] < threshold and product not in open_alert:
+            alert_id = f"low_stock:{product}:{row.kafka_partition}:{row.kafka_offset}"
+            open_alert[product] = alert_id
+            alerts[alert_id] = (product, stock[product], row.kafka_timestamp, None)
+        elif stock[product] >= threshold and product in open_alert:
+            alert_id = open_alert.pop(product)
+            alerts[alert_id] = (*alerts[alert_id][:3], row.kafka_timestamp)
+    return alerts
+
+
+def _newest_per_key(settings, topic: str) -> dict[bytes, dict]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    newest = {message.key: json.loads(message.value) for message in consumer}
+    consumer.close()
+    return newest
+
+
+def test_sigkills_on_every_write_path_neither_drop_nor_duplicate(kafka, settings, test_root) -> None:
     root = test_root / "crash"
     run_settings = settings.model_copy(
         update={
             "events_topic": "speed.crash",
             "alerts_topic": "speed.crash.alerts",
+            "speed_sales_topic": "speed.crash.sales",
+            "speed_inventory_topic": "speed.crash.inventory",
             "lake_root": str(root / "lake"),
             "checkpoint_root": str(root / "ck"),
         }
@@ -110,25 +161,30 @@ def test_three_sigkills_neither_drop_nor_duplicate(kafka, settings, test_root) -
         "RETAIL_KAFKA_BOOTSTRAP_SERVERS": run_settings.kafka_bootstrap_servers,
         "RETAIL_EVENTS_TOPIC": run_settings.events_topic,
         "RETAIL_ALERTS_TOPIC": run_settings.alerts_topic,
+        "RETAIL_SPEED_SALES_TOPIC": run_settings.speed_sales_topic,
+        "RETAIL_SPEED_INVENTORY_TOPIC": run_settings.speed_inventory_topic,
         "RETAIL_LAKE_ROOT": run_settings.lake_root,
         "RETAIL_CHECKPOINT_ROOT": run_settings.checkpoint_root,
         "RETAIL_JAR_CACHE": str(run_settings.jar_cache),
         "RETAIL_SPEED_TRIGGER": "1 second",
+        "RETAIL_SPEED_BRONZE_TRIGGER": "2 seconds",
+        "RETAIL_SPEED_DURABLE_TRIGGER": "2 seconds",
     }
     log = test_root / "crash-driver.log"
     producer = Producer(run_settings, rate=40)
     producer.start()
     kills = 0
     try:
-        # 1 and 2: the hook kills driver + JVM right after a batch's Delta writes, before its checkpoint commit
-        for crash_at in ("bronze:2", "rollups:2"):
+        # the hook kills driver + JVM right after a micro-batch's writes (Delta for bronze and the Delta copy,
+        # Kafka for the live queries), before Spark commits that batch to the checkpoint: the batch is replayed
+        for crash_at in ("bronze:2", "rollups:2", "inventory:2", "durable:2"):
             process = _start_driver({**env, CRASH_ENV: crash_at}, log)
             assert process.wait(timeout=400) == -signal.SIGKILL, log.read_text()[-3000:]
             assert _group_gone(process.pid), "a JVM of the killed driver is still running"
             kills += 1
-        # 3: an external SIGKILL of the whole process group at an arbitrary moment while data flows
+        # and an external SIGKILL of the whole process group at an arbitrary moment while data flows
         process = _start_driver(env, log)
-        rows_now = len(producer.sent)
+        rows_now = len(producer.sent) // 2
         _wait_for_bronze_growth(lake.bronze_events, rows_now, process)
         _kill_group(process)
         assert _group_gone(process.pid)
@@ -136,21 +192,27 @@ def test_three_sigkills_neither_drop_nor_duplicate(kafka, settings, test_root) -
     finally:
         producer.stop_event.set()
         producer.join(timeout=60)
-    assert kills == 3
+    assert kills == 5
 
     # drain everything produced, then compare with what was sent
     final = _start_driver(env, log, "--available-now")
     assert final.wait(timeout=400) == 0, log.read_text()[-3000:]
 
-    sent = producer.sent
+    valid = [record.event for record in producer.sent if record.event is not None]
+    malformed = [record for record in producer.sent if record.event is None]
+    assert malformed and len(valid) > len({e["event_id"] for e in valid}), "traffic must hold bad and re-sent events"
     bronze = DeltaTable(lake.bronze_events).to_pandas()
-    assert len(bronze) == len(sent), "bronze must hold every produced event exactly once"
-    assert bronze[["kafka_partition", "kafka_offset"]].drop_duplicates().shape[0] == len(sent)
-    assert sorted(bronze.event_id) == sorted(e["event_id"] for e in sent)
+    assert len(bronze) == len(valid), "bronze must hold every valid record exactly once"
+    assert bronze[["kafka_partition", "kafka_offset"]].drop_duplicates().shape[0] == len(valid)
+    assert sorted(bronze.event_id) == sorted(e["event_id"] for e in valid)
+    quarantine = DeltaTable(lake.bronze_quarantine).to_pandas()
+    assert sorted(quarantine.reject_reason.notna()) == [True] * len(malformed)
+    assert len(quarantine) == len(malformed)
 
+    unique = {event["event_id"]: event for event in valid}.values()
     expected_revenue: dict[datetime, Decimal] = defaultdict(lambda: Decimal("0.00"))
     expected_stock: dict[str, int] = defaultdict(int)
-    for event in sent:
+    for event in unique:
         minute = datetime.fromisoformat(event["event_time"].replace("Z", "+00:00")).replace(second=0, microsecond=0)
         if event["event_type"] == "purchase":
             expected_revenue[minute] += event["quantity"] * Decimal(event["unit_price"])
@@ -159,11 +221,40 @@ def test_three_sigkills_neither_drop_nor_duplicate(kafka, settings, test_root) -
             expected_stock[event["product_id"]] += event["quantity"]
         else:
             expected_revenue[minute] += Decimal("0.00")
+    # the Delta copy
     views = DeltaTable(lake.table("speed/sales_minute")).to_pandas()
     total = views[views.dimension == "total"]
     got = {row.bucket_start.to_pydatetime(): Decimal(str(row.revenue)) for row in total.itertuples()}
     assert got == dict(expected_revenue)
     inventory = DeltaTable(lake.table("speed/inventory")).to_pandas()
     assert {row.product_id: int(row.stock) for row in inventory.itertuples()} == dict(expected_stock)
-    print(f"\n[crash test] {kills} kills, {len(sent)} events, {len(got)} minute buckets, exact after restart")
-    assert json.dumps(sorted(got.items(), key=lambda kv: kv[0]), default=str)
+    # what the serving layer materialises: the newest value per key on the live topics
+    served = _newest_per_key(run_settings, run_settings.speed_sales_topic)
+    served_total = {
+        datetime.fromisoformat(v["bucket_start"].replace("Z", "+00:00")): Decimal(v["revenue"])
+        for v in served.values()
+        if v["dimension"] == "total"
+    }
+    assert served_total == dict(expected_revenue)
+    served_stock = _newest_per_key(run_settings, run_settings.speed_inventory_topic)
+    assert {v["product_id"]: v["stock"] for v in served_stock.values()} == dict(expected_stock)
+    # alerts: one per crossing, at the crossing event's Kafka timestamp, in Delta and on the topic
+    expected_alerts = _expected_alerts(bronze, run_settings.low_stock_threshold)
+    assert expected_alerts, "the traffic must cross the low-stock threshold"
+    alerts = DeltaTable(lake.table("speed/alerts")).to_pandas()
+    got_alerts = {
+        row.alert_id: (
+            row.product_id,
+            row.stock_at_open,
+            row.opened_at,
+            None if pd.isna(row.resolved_at) else row.resolved_at,
+        )
+        for row in alerts.itertuples()
+    }
+    assert got_alerts == expected_alerts
+    on_topic = _newest_per_key(run_settings, run_settings.alerts_topic)
+    assert {key.decode() for key in on_topic} == set(expected_alerts)
+    print(
+        f"\n[crash test] {kills} kills, {len(producer.sent)} records ({len(malformed)} malformed), "
+        f"{len(got)} minute buckets, {len(expected_alerts)} alerts, exact after restart"
+    )

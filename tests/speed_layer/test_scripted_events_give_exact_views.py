@@ -109,9 +109,7 @@ def _expected_minutes(events: list[dict]) -> dict[datetime, tuple[Decimal, int, 
 
 
 def _run_available_now(spark, settings) -> None:
-    for query in SpeedLayer(spark, settings, available_now=True).start():
-        query.awaitTermination()
-        assert query.exception() is None
+    SpeedLayer(spark, settings, available_now=True).drain()
 
 
 def test_scripted_events_give_exact_bronze_views_quarantine_and_alerts(kafka, spark, settings, test_root) -> None:
@@ -119,6 +117,8 @@ def test_scripted_events_give_exact_bronze_views_quarantine_and_alerts(kafka, sp
         update={
             "events_topic": "speed.scripted",
             "alerts_topic": "speed.scripted.alerts",
+            "speed_sales_topic": "speed.scripted.sales",
+            "speed_inventory_topic": "speed.scripted.inventory",
             "lake_root": str(test_root / "scripted" / "lake"),
             "checkpoint_root": str(test_root / "scripted" / "ck"),
             "speed_watermark": "5 minutes",
@@ -174,7 +174,7 @@ def test_scripted_events_give_exact_bronze_views_quarantine_and_alerts(kafka, sp
     progress = DeltaTable(lake.table("speed/progress")).to_pandas()
     late = progress.groupby("query").late_rows.sum()
     assert late["rollups"] == 2 and late["inventory"] == 2
-    assert set(progress["query"]) == {"bronze", "rollups", "inventory"}
+    assert set(progress["query"]) == {"bronze", "rollups", "inventory", "durable"}
 
     # inventory and alerts: Kafka order per product, one alert per crossing, re-sends ignored
     inventory = DeltaTable(lake.table("speed/inventory")).to_pandas().set_index("product_id")

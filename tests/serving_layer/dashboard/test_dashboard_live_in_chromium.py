@@ -88,9 +88,7 @@ class KafkaSpeedLayerChannel:
 
         produce([GeneratedRecord(e.product_id.encode(), json.dumps(_contract(e)).encode(), "valid") for e in events],
                 self.settings)  # fmt: skip
-        for query in SpeedLayer(self.spark, self.settings, available_now=True).start():
-            query.awaitTermination()
-            assert query.exception() is None
+        SpeedLayer(self.spark, self.settings, available_now=True).drain()
 
 
 def _contract(event: Event) -> dict[str, object]:
@@ -123,6 +121,8 @@ def channel(request, spark, settings: Settings, test_root: Path):  # type: ignor
         update={
             "events_topic": "dashboard.events",
             "alerts_topic": "dashboard.alerts",
+            "speed_sales_topic": "dashboard.speed.sales",
+            "speed_inventory_topic": "dashboard.speed.inventory",
             "lake_root": lake_root,
             "checkpoint_root": str(test_root / "dashboard_kafka" / "checkpoints"),
             "speed_watermark": "3 hours",  # the shop's first events are two hours old
