@@ -120,7 +120,9 @@ class ProgressRecorder(StreamingQueryListener):
             return 0
         from deltalake import write_deltalake
 
-        write_deltalake(self.path, pa.Table.from_pylist(rows, schema=PROGRESS_ARROW_SCHEMA), mode="append", schema_mode="merge")
+        write_deltalake(
+            self.path, pa.Table.from_pylist(rows, schema=PROGRESS_ARROW_SCHEMA), mode="append", schema_mode="merge"
+        )
         return len(rows)
 
     def _run(self) -> None:
