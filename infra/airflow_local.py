@@ -40,7 +40,7 @@ from pydantic import SecretStr
 
 from contracts.settings import PROJECT_ROOT, Settings
 from infra.errors import AirflowServiceError
-from infra.processes import alive, group_alive, signal_group
+from infra.processes import group_alive, read_pid_file, signal_group, write_pid_file
 
 __all__ = ["LocalAirflow", "SERVICES", "settings_env"]
 
@@ -170,14 +170,9 @@ class LocalAirflow:
         """Services of this home that are running, by name."""
         running = {}
         for service in SERVICES:
-            pid_file = self._pid_file(service)
-            if not pid_file.exists():
-                continue
-            pid = int(pid_file.read_text().strip() or 0)
-            if pid and alive(pid):
+            pid = read_pid_file(self._pid_file(service))
+            if pid is not None:
                 running[service] = pid
-            else:
-                pid_file.unlink(missing_ok=True)
         return running
 
     def start(self, timeout_s: float = 180) -> float:
@@ -201,7 +196,7 @@ class LocalAirflow:
                     start_new_session=True,  # its own process group: stop() ends every child with it
                     cwd=self.home,
                 )
-            self._pid_file(service).write_text(str(process.pid))
+            write_pid_file(self._pid_file(service), process.pid)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.healthy():

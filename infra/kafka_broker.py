@@ -28,7 +28,7 @@ from contracts.jars import jar_files
 from contracts.settings import PROJECT_ROOT, Settings
 from contracts.topics import TopicSpec, ensure_topics
 from infra.errors import BrokerError
-from infra.processes import alive, stop_group
+from infra.processes import read_pid_file, stop_group, write_pid_file
 
 __all__ = ["LocalKafka", "BrokerStatus"]
 
@@ -151,11 +151,7 @@ class LocalKafka:
     # --- process --------------------------------------------------------------------------------
     def pid(self) -> int | None:
         """PID of the broker this folder started, if that process is still alive."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return read_pid_file(self.pid_file)
 
     def start(self, timeout_s: float = 90.0) -> float:
         """Start the broker unless it runs already; wait until it answers metadata requests.
@@ -177,7 +173,7 @@ class LocalKafka:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.pid_file.write_text(str(process.pid))
+        write_pid_file(self.pid_file, process.pid)
         try:
             self.wait_ready(timeout_s, process=process)
         except BrokerError:

@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-__all__ = ["alive", "group_alive", "signal_group", "wait_gone", "stop_group"]
+__all__ = ["alive", "group_alive", "signal_group", "wait_gone", "stop_group", "write_pid_file", "read_pid_file"]
 
 
 def alive(pid: int) -> bool:
@@ -30,6 +30,37 @@ def alive(pid: int) -> bool:
         if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
             return False
     return True
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot; /proc/<pid>/stat field 22), or None."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    """Record ``pid`` together with its start time, so a later reader can tell it from a recycled PID."""
+    path.write_text(f"{pid} {_start_ticks(pid) or 0}\n")
+
+
+def read_pid_file(path: Path) -> int | None:
+    """The PID recorded in ``path`` if that very process still runs; None (and the file removed) otherwise.
+
+    A PID file outlives its process after a crash or a reboot, and the kernel reuses PIDs: signalling the number
+    alone could hit a foreign process (as root, any process). The start time written with the PID must match.
+    """
+    try:
+        fields = path.read_text().split()
+        pid, started = int(fields[0]), int(fields[1])
+    except (FileNotFoundError, ValueError, IndexError):
+        path.unlink(missing_ok=True)
+        return None
+    if alive(pid) and _start_ticks(pid) == started:
+        return pid
+    path.unlink(missing_ok=True)
+    return None
 
 
 def _any_in_group(pgid: int) -> bool:

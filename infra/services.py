@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.processes import alive, stop_group, wait_gone
+from infra.processes import read_pid_file, stop_group, wait_gone, write_pid_file
 
 __all__ = ["SERVICES", "Services"]
 
@@ -44,11 +44,7 @@ class Services:
         return self.run_dir / f"{name}.log"
 
     def pid(self, name: str) -> int | None:
-        try:
-            pid = int(self._pid_file(name).read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return read_pid_file(self._pid_file(name))
 
     def start(self, name: str) -> int:
         """Start service ``name`` unless it runs already; returns its PID."""
@@ -65,7 +61,7 @@ class Services:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self._pid_file(name).write_text(str(process.pid))
+        write_pid_file(self._pid_file(name), process.pid)
         return process.pid
 
     def stop(self, name: str, timeout_s: float = 30.0) -> bool:

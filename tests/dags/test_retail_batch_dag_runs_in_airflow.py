@@ -6,8 +6,10 @@ Slow by nature (each task is one spark-submit, 10-20 s of JVM start on two cores
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -116,6 +118,17 @@ def test_dag_triggered_through_the_rest_api_succeeds(spark, running_airflow, air
     password = airflow.admin_password()
     assert password and password != "admin"
     token = airflow.token()
+    # the login is reachable, but no status output shows the password itself
+    status = subprocess.run(
+        [sys.executable, "-m", "retail_cli.main", "airflow", "status"],
+        env={**os.environ, **airflow.settings_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "running" in status.stdout or "pid" in status.stdout, status.stdout + status.stderr
+    assert str(airflow.passwords_file) in status.stdout
+    assert password not in status.stdout + status.stderr
 
     deadline = time.monotonic() + 180
     while True:  # the dag-processor parses dags/ shortly after start
