@@ -12,7 +12,16 @@ import signal
 import time
 from pathlib import Path
 
-__all__ = ["alive", "group_alive", "signal_group", "wait_gone", "stop_group", "write_pid_file", "read_pid_file"]
+__all__ = [
+    "alive",
+    "group_alive",
+    "signal_group",
+    "wait_gone",
+    "stop_group",
+    "write_pid_file",
+    "read_pid_file",
+    "pid_file_state",
+]
 
 
 def alive(pid: int) -> bool:
@@ -45,19 +54,31 @@ def write_pid_file(path: Path, pid: int) -> None:
     path.write_text(f"{pid} {_start_ticks(pid) or 0}\n")
 
 
+def pid_file_state(path: Path) -> tuple[str, int | None]:
+    """("running", pid) if the process recorded in ``path`` still runs, ("dead", pid) if it does not (the file
+    outlived it: a crash, a kill or a reboot), ("absent", None) without a readable file. Changes nothing."""
+    try:
+        fields = path.read_text().split()
+        pid = int(fields[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return "absent", None
+    try:
+        started = int(fields[1])
+    except (ValueError, IndexError):
+        return "dead", pid  # no start time recorded: cannot be told from a recycled PID
+    if alive(pid) and _start_ticks(pid) == started:
+        return "running", pid
+    return "dead", pid
+
+
 def read_pid_file(path: Path) -> int | None:
     """The PID recorded in ``path`` if that very process still runs; None (and the file removed) otherwise.
 
     A PID file outlives its process after a crash or a reboot, and the kernel reuses PIDs: signalling the number
     alone could hit a foreign process (as root, any process). The start time written with the PID must match.
     """
-    try:
-        fields = path.read_text().split()
-        pid, started = int(fields[0]), int(fields[1])
-    except (FileNotFoundError, ValueError, IndexError):
-        path.unlink(missing_ok=True)
-        return None
-    if alive(pid) and _start_ticks(pid) == started:
+    state, pid = pid_file_state(path)
+    if state == "running":
         return pid
     path.unlink(missing_ok=True)
     return None

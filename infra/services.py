@@ -21,9 +21,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.processes import read_pid_file, stop_group, wait_gone, write_pid_file
+from infra.processes import pid_file_state, read_pid_file, stop_group, wait_gone, write_pid_file
 
-__all__ = ["SERVICES", "Services"]
+__all__ = ["SERVICES", "Services", "last_error_line"]
 
 # service name → `retail` subcommand
 SERVICES: dict[str, tuple[str, ...]] = {
@@ -31,6 +31,24 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "api": ("serve",),
     "dashboard": ("dashboard",),
 }
+
+
+_ERROR_MARKERS = ("Error", "Exception", "ERROR", "FATAL", "Traceback", "failed")
+
+
+def last_error_line(log: Path, tail_bytes: int = 65536) -> str:
+    """The last line of ``log`` that reads like an error (else its last non-empty line), trimmed to 300 chars."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - tail_bytes))
+            lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return f"(no log at {log})"
+    # stack frames ("at org.apache...", 'File "..."') are not the message; the line that names the error is
+    messages = [line for line in lines if not line.startswith(("at ", "File ", "..."))]
+    errors = [line for line in messages if any(marker in line for marker in _ERROR_MARKERS)]
+    chosen = (errors or messages or ["(empty log)"])[-1]
+    return chosen[:300]
 
 
 @dataclass(frozen=True)
@@ -82,5 +100,19 @@ class Services:
     def stop_all(self) -> list[str]:
         return [name for name in SERVICES if self.stop(name)]
 
+    def died(self) -> dict[str, str]:
+        """Services whose PID file outlived the process (crashed or killed), with the last error line of the log.
+
+        The PID file stays until `retail stop` or `retail start`, so `retail status` keeps reporting the death.
+        """
+        dead = {}
+        for name in SERVICES:
+            state, _ = pid_file_state(self._pid_file(name))
+            if state == "dead":
+                dead[name] = last_error_line(self.log_file(name))
+        return dead
+
     def running(self) -> dict[str, int]:
-        return {name: pid for name in SERVICES if (pid := self.pid(name)) is not None}
+        # reads without removing: a dead service's PID file stays for died() until stop or start
+        states = {name: pid_file_state(self._pid_file(name)) for name in SERVICES}
+        return {name: pid for name, (state, pid) in states.items() if state == "running" and pid is not None}

@@ -46,3 +46,21 @@ def test_a_pid_file_of_a_live_process_is_read_back(tmp_path: Path, foreign_proce
     pid_file = tmp_path / "speed.pid"
     write_pid_file(pid_file, foreign_process.pid)
     assert read_pid_file(pid_file) == foreign_process.pid
+
+
+def test_a_service_that_died_is_reported_with_its_last_error(tmp_path: Path) -> None:
+    services = Services(tmp_path)
+    crashed = subprocess.Popen(["sleep", "0.3"])
+    write_pid_file(tmp_path / "speed.pid", crashed.pid)
+    crashed.wait()
+    services.log_file("speed").write_text(
+        "speed layer running\n"
+        "ERROR query rollups failed: [ARITHMETIC_OVERFLOW] Decimal overflow\n"
+        "  File \"speed_layer/job.py\", line 3\n"
+        "    at org.apache.spark.sql.Foo(Foo.scala:1)\n"
+    )
+    assert services.running() == {}
+    assert services.died() == {"speed": "ERROR query rollups failed: [ARITHMETIC_OVERFLOW] Decimal overflow"}
+    assert services.died(), "reporting a death does not forget it"
+    assert services.stop("speed") is False
+    assert services.died() == {}, "stop clears the record of the death"
