@@ -274,13 +274,19 @@ def run(settings: Settings, available_now: bool = False) -> int:
     if available_now:
         try:
             layer.drain()
-        except RuntimeError as error:
+        except Exception as error:  # noqa: BLE001 - recorded for /api/health, then the exit code says it
             log.error("%s", error)
+            recorder.record_error(error)
             return 1
         finally:
             recorder.close()
         return 0
-    queries = layer.start()
+    try:
+        queries = layer.start()
+    except Exception as error:
+        recorder.record_error(error)
+        recorder.close()
+        raise
     failed = False
     try:
         spark.streams.awaitAnyTermination()

@@ -15,7 +15,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from pyspark.sql.streaming import StreamingQueryListener
 
-__all__ = ["ProgressRecorder", "PROGRESS_ARROW_SCHEMA", "progress_row"]
+__all__ = ["ProgressRecorder", "PROGRESS_ARROW_SCHEMA", "progress_row", "DRIVER_ROW", "status_row"]
+
+# the `query` of the rows that speak for the whole driver: heartbeats while it runs, and its fatal errors
+DRIVER_ROW = "driver"
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ PROGRESS_ARROW_SCHEMA = pa.schema(
         ("offsets_behind", pa.int64()),
         ("late_rows", pa.int64()),
         ("durations", pa.string()),
+        ("error", pa.string()),
     ]
 )
 
@@ -82,18 +86,35 @@ def progress_row(progress: dict) -> dict:  # type: ignore[type-arg]
     }
 
 
+def status_row(query: str, error: str | None = None) -> dict:  # type: ignore[type-arg]
+    """A row that is no micro-batch (batch_id -1): a heartbeat of ``query``, or the error that stopped it."""
+    return {
+        "query": query,
+        "batch_id": -1,
+        "timestamp": datetime.now(UTC),
+        "input_rows": 0,
+        "error": None if error is None else error[:4000],
+    }
+
+
 class ProgressRecorder(StreamingQueryListener):
-    """Queues each query's progress and appends it to ``path`` every ``flush_every_s`` seconds."""
+    """Queues each query's progress and appends it to ``path`` every ``flush_every_s`` seconds.
+
+    Every flush also appends a heartbeat row (query ``driver``, batch_id -1), so a reader can tell a driver that
+    is idle from one that is gone; a query that terminates with an exception leaves a row with ``error`` set.
+    """
 
     def __init__(self, path: str, flush_every_s: float = 5.0) -> None:
         self.path = path
         self.flush_every_s = flush_every_s
+        self._names: dict[str, str] = {}
         self._rows: queue.Queue[dict] = queue.Queue()  # type: ignore[type-arg]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="progress-recorder", daemon=True)
         self._thread.start()
 
     def onQueryStarted(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802 - Spark's API
+        self._names[str(event.id)] = event.name
         log.info("query %s started (id %s)", event.name, event.id)
 
     def onQueryProgress(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
@@ -106,7 +127,13 @@ class ProgressRecorder(StreamingQueryListener):
 
     def onQueryTerminated(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
         if event.exception:
-            log.error("query %s terminated: %s", event.id, event.exception)
+            name = self._names.get(str(event.id), str(event.id))
+            log.error("query %s terminated: %s", name, event.exception)
+            self._rows.put(status_row(name, str(event.exception)))
+
+    def record_error(self, error: BaseException | str) -> None:
+        """Record an error that stops the whole driver (e.g. it could not start its queries)."""
+        self._rows.put(status_row(DRIVER_ROW, str(error)))
 
     def flush(self) -> int:
         """Append every queued row now; returns how many were written."""
@@ -127,6 +154,7 @@ class ProgressRecorder(StreamingQueryListener):
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_every_s):
+            self._rows.put(status_row(DRIVER_ROW))
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - progress is diagnostics: log and keep the queries running
