@@ -61,7 +61,9 @@ def _cmd_status(settings: Settings, _args: argparse.Namespace) -> int:
     for name, pid in services.running().items():
         print(f"{name}: running, pid {pid}, log {services.log_file(name)}")
     for name, error in services.died().items():
-        print(f"{name}: DIED (not running; `retail start {name}` restarts it): {error}  [log {services.log_file(name)}]")
+        print(
+            f"{name}: DIED (not running; `retail start {name}` restarts it): {error}  [log {services.log_file(name)}]"
+        )
     return 0 if status.ready else 1
 
 
