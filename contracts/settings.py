@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
     dashboard_refresh_seconds: float = Field(
-        default=5.0, ge=0.5, description="Dashboard refresh interval; widened automatically past the slowest callback."
+        default=1.0, ge=0.5, description="Dashboard refresh interval; widened automatically past the slowest callback."
     )
     serving_speed_source: str = Field(
         default="kafka",
