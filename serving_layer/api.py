@@ -6,7 +6,7 @@ Endpoints (all GET, JSON):
        "distinct_users", "source": "batch"|"speed"}]} over [start, end); grain defaults to minute
   /api/inventory   {"rows": [...], "low_stock": n}
   /api/alerts      {"rows": [...], "open": n}      open alerts and those of the last 24 hours
-  /api/health      newest event time, freshness, offsets behind, last batch run, W
+  /api/health      newest event time, freshness, offsets behind, last batch run, W, speed source status
 
 A bad parameter gets 400 {"error": "bad_request", "message": "..."}; nothing ever returns a stack trace.
 
@@ -185,6 +185,22 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(ServingLayer.from_settings(settings))
-    print(f"serving API on http://{settings.bind_host}:{settings.api_port}/api (lake {settings.lake_root})", flush=True)
-    uvicorn.run(app, host=settings.bind_host, port=settings.api_port, log_level="info", access_log=False)
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # the speed topic consumer's client: no per-fetch chatter
+    serving = ServingLayer.from_settings(settings)
+    try:
+        app = create_app(serving)
+        print(
+            f"serving API on http://{settings.bind_host}:{settings.api_port}/api (lake {settings.lake_root}, "
+            f"speed views from {_speed_source_label(settings)})",
+            flush=True,
+        )
+        uvicorn.run(app, host=settings.bind_host, port=settings.api_port, log_level="info", access_log=False)
+    finally:
+        serving.close()  # uvicorn returns after a graceful shutdown (SIGINT, SIGTERM): stop the consumer thread
+
+
+def _speed_source_label(settings: Settings) -> str:
+    if settings.serving_speed_source != "kafka":
+        return "the Delta speed tables"
+    topics = ", ".join((settings.speed_sales_topic, settings.speed_inventory_topic, settings.alerts_topic))
+    return f"topics {topics} at {settings.kafka_bootstrap_servers}"

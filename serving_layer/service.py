@@ -1,16 +1,22 @@
-"""The serving layer's query facade: merged sales, inventory, alerts and pipeline health, read from Delta.
+"""The serving layer's query facade: merged sales, inventory, alerts and pipeline health.
 
 One ``ServingLayer`` per process keeps every table open (delta-rs, no JVM) and answers from per-version caches.
-The HTTP API (serving_layer.api) and the Dash dashboard (serving_layer.dashboard) both call it.
+The batch side is always Delta (the views at the versions recorded with W). The speed side is either the
+compacted speed topics materialised in memory (``SpeedTopicViews``, the live source: ``from_settings`` with
+``serving_speed_source = "kafka"``) or the Delta speed tables (``"delta"``, and any ``ServingLayer(lake_root)``
+built without a speed source). Until a topic view has caught up with its topic (startup, broker unreachable,
+topic missing) that view is answered from its Delta table. The HTTP API (serving_layer.api) and the Dash
+dashboard (serving_layer.dashboard) both call it, and close it when they shut down.
 
 Example::
 
     from contracts.settings import Settings
     from serving_layer.service import ServingLayer
 
-    serving = ServingLayer.from_settings(Settings())
+    serving = ServingLayer.from_settings(Settings())   # starts the speed topic consumer (kafka source)
     result = serving.sales(start, end, "hour", dimension="product", key="p-0001")
     result.high_water_mark, result.rows        # W (or None) and the merged rows with their source
+    serving.close()                            # stops the consumer thread
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from serving_layer.lake import (
     sql_literal,
     to_micros,
 )
+from serving_layer.speed_topics import SalesIndex, SpeedTopicViews
 from serving_layer.views import (
     DIMENSIONS,
     GRAIN_STEP,
@@ -97,6 +104,7 @@ class SalesResult:
     key: str | None
     rows: pa.Table
     versions: dict[str, int | None]
+    speed_source: str = "delta"  # where the speed rows came from: "kafka" (topic views) or "delta"
 
 
 def _utc(moment: datetime, name: str) -> datetime:
@@ -152,6 +160,9 @@ class ServingLayer:
         clock: returns "now" (UTC); injectable so tests of freshness are deterministic.
         speed_history: how far before W speed rows stay loaded, so the reconciliation view can compare them.
         min_refresh_s: a table refreshed less than this long ago is not refreshed again (0: every query).
+        speed_source: the speed views materialised from the speed topics; None reads the Delta speed tables.
+            Each topic view is used once it has caught up with its topic (its Delta table until then).
+            ``close()`` closes it.
     """
 
     def __init__(
@@ -162,6 +173,7 @@ class ServingLayer:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         speed_history: timedelta = timedelta(days=1),
         min_refresh_s: float = 0.0,
+        speed_source: SpeedTopicViews | None = None,
     ) -> None:
         lake = Lake(root=lake_root, checkpoints=lake_root)
         self._tables = {name: OpenTable(lake.table(name), storage_options, min_refresh_s) for name in _TABLES}
@@ -171,14 +183,44 @@ class ServingLayer:
         self._speed_layers: dict[tuple[str, datetime | None], tuple[int, LayeredRows]] = {}
         self._clock = clock
         self._speed_history = speed_history
+        self._topics = speed_source
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServingLayer:
-        """A serving layer over ``settings.lake_root``."""
-        return cls(settings.lake_root, min_refresh_s=settings.serving_min_refresh_seconds)
+        """A serving layer over ``settings.lake_root``; with ``serving_speed_source = "kafka"`` (the default) it
+        starts a SpeedTopicViews consumer on the speed topics (call ``close()`` to stop it)."""
+        topics = SpeedTopicViews(settings) if settings.serving_speed_source == "kafka" else None
+        return cls(settings.lake_root, min_refresh_s=settings.serving_min_refresh_seconds, speed_source=topics)
+
+    def close(self) -> None:
+        """Stop the speed topic consumer, if there is one. Idempotent."""
+        if self._topics is not None:
+            self._topics.close()
+
+    def __enter__(self) -> ServingLayer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def now(self) -> datetime:
         return self._clock()
+
+    @property
+    def speed_source(self) -> SpeedTopicViews | None:
+        """The speed topic views, or None when the speed side is read from Delta only."""
+        return self._topics
+
+    def _live(self, view: str) -> bool:
+        """Whether ``view`` (sales, inventory, alerts) is answered from the topic views right now."""
+        return self._topics is not None and self._topics.caught_up(view)
+
+    def speed_source_status(self) -> dict[str, Any]:
+        """Which source answers each speed view and, for the kafka source, the consumer's status."""
+        serving_from = {view: "kafka" if self._live(view) else "delta" for view in ("sales", "inventory", "alerts")}
+        if self._topics is None:
+            return {"kind": "delta", "serving_from": serving_from}
+        return {**self._topics.status(), "serving_from": serving_from}
 
     @property
     def speed_files_read(self) -> int:
@@ -205,7 +247,13 @@ class ServingLayer:
 
         return self._cache.get(("batch", name, version, dimension), build)
 
-    def _speed_index(self, dimension: str, lower: datetime | None) -> tuple[LayeredRows | None, int | None]:
+    def _speed_index(
+        self, dimension: str, lower: datetime | None, live: bool
+    ) -> tuple[LayeredRows | SalesIndex | None, int | None]:
+        if self._topics is not None and live:
+            # the whole retained topic is in memory: no lower bound needed
+            index = self._topics.sales_index(dimension)
+            return index, index.version
         table = self._tables["speed/sales_minute"].latest()
         if table is None:
             return None, None
@@ -270,6 +318,7 @@ class ServingLayer:
         if end - start > MAX_RANGE[grain]:
             raise BadRequest(f"a {grain} query may span at most {MAX_RANGE[grain].days} days; use a coarser grain")
         first, stop = _ceil_to_grain(start, grain), _ceil_to_grain(end, grain)
+        live = self._live("sales")
         with self._lock:
             state = self.batch_state()
             w = state.high_water_mark
@@ -283,7 +332,7 @@ class ServingLayer:
             minute_rows = None
             speed_version = None
             if boundary is None or stop > boundary:
-                index, speed_version = self._speed_index(dimension, self._speed_lower(state))
+                index, speed_version = self._speed_index(dimension, self._speed_lower(state), live)
                 if index is not None:
                     low = first if boundary is None else max(first, boundary)
                     minute_rows = index.select(key, to_micros(low), to_micros(stop))
@@ -298,6 +347,7 @@ class ServingLayer:
             key=key,
             rows=merge_views(batch_rows, speed_rows, w, grain),
             versions={"batch_runs": state.runs_version, f"batch_{grain}": batch_version, "speed": speed_version},
+            speed_source="kafka" if live else "delta",
         )
 
     def top_products(self, start: datetime, end: datetime, limit: int = 10) -> pa.Table:
@@ -335,7 +385,7 @@ class ServingLayer:
             batch = self._batch_index(grain, state.versions[grain], "total").select(
                 TOTAL_KEY, to_micros(first), to_micros(stop)
             )
-            index, _ = self._speed_index("total", self._speed_lower(state))
+            index, _ = self._speed_index("total", self._speed_lower(state), self._live("sales"))
             minutes = index.select(TOTAL_KEY, to_micros(first), to_micros(stop)) if index else None
         speed = rollup_minutes(minutes, grain) if minutes is not None else empty_rows()
         return reconcile(batch, speed)
@@ -351,7 +401,10 @@ class ServingLayer:
 
     def inventory(self) -> pa.Table:
         """speed/inventory, products below their threshold first, then by stock ascending."""
-        table, _ = self._whole("speed/inventory")
+        if self._topics is not None and self._live("inventory"):
+            table: pa.Table | None = self._topics.inventory()
+        else:
+            table, _ = self._whole("speed/inventory")
         if table is None:
             return pa.table(
                 {
@@ -367,7 +420,10 @@ class ServingLayer:
 
     def alerts(self, recent: timedelta = timedelta(hours=24)) -> pa.Table:
         """Open alerts and those opened or resolved within ``recent`` of now: open first, newest first."""
-        table, _ = self._whole("speed/alerts")
+        if self._topics is not None and self._live("alerts"):
+            table: pa.Table | None = self._topics.alerts()
+        else:
+            table, _ = self._whole("speed/alerts")
         if table is None:
             return pa.table(
                 {
@@ -394,15 +450,26 @@ class ServingLayer:
         return chosen.sort_by([("open", "descending"), ("opened_at", "descending"), ("alert_id", "ascending")])
 
     def health(self) -> dict[str, Any]:
-        """Pipeline health: newest event time in the speed views, freshness, consumer lag, last batch run, W."""
+        """Pipeline health: newest event time in the speed views, freshness, consumer lag, last batch run, W,
+        and the speed source (``speed_source``: kind, which source answers each view, the consumer's status)."""
         now = self.now()
         state = self.batch_state()
+        source = self.speed_source_status()
+        live = self._topics.newest() if self._topics is not None else {}
         with self._lock:
-            sales = self._tables["speed/sales_minute"].latest()
-            inventory = self._tables["speed/inventory"].latest()
-            newest_bucket = _as_utc(column_max(sales, "bucket_start")) if sales is not None else None
-            speed_updated = _as_utc(column_max(sales, "updated_at")) if sales is not None else None
-            newest_stock_event = _as_utc(column_max(inventory, "last_event_time")) if inventory is not None else None
+            if source["serving_from"]["sales"] == "kafka":
+                newest_bucket, speed_updated = live["bucket_start"], live["updated_at"]
+            else:
+                sales = self._tables["speed/sales_minute"].latest()
+                newest_bucket = _as_utc(column_max(sales, "bucket_start")) if sales is not None else None
+                speed_updated = _as_utc(column_max(sales, "updated_at")) if sales is not None else None
+            if source["serving_from"]["inventory"] == "kafka":
+                newest_stock_event = live["last_event_time"]
+            else:
+                inventory = self._tables["speed/inventory"].latest()
+                newest_stock_event = (
+                    _as_utc(column_max(inventory, "last_event_time")) if inventory is not None else None
+                )
             progress = self._latest_progress()
         candidates = [moment for moment in (newest_bucket, newest_stock_event) if moment is not None]
         newest = max(candidates) if candidates else None
@@ -431,6 +498,7 @@ class ServingLayer:
             },
             "high_water_mark": state.high_water_mark,
             "last_batch_run": state.last_run,
+            "speed_source": source,
         }
 
     def _latest_progress(self) -> list[dict[str, Any]]:

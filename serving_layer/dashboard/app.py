@@ -7,6 +7,9 @@ Example::
 
 from __future__ import annotations
 
+import signal
+import threading
+
 from dash import Dash
 
 from contracts.settings import Settings
@@ -30,9 +33,27 @@ def create_app(serving: ServingLayer, settings: Settings) -> Dash:
 
 
 def run(settings: Settings) -> None:
-    """Serve the dashboard on settings.bind_host:settings.dashboard_port until interrupted."""
-    app = create_app(ServingLayer.from_settings(settings), settings)
-    print(
-        f"dashboard on http://{settings.bind_host}:{settings.dashboard_port}/ (lake {settings.lake_root})", flush=True
-    )
-    app.run(host=settings.bind_host, port=settings.dashboard_port, debug=False)
+    """Serve the dashboard on settings.bind_host:settings.dashboard_port until interrupted (SIGINT or SIGTERM).
+
+    The ServingLayer (and its speed topic consumer thread) is closed on the way out.
+    """
+    serving = ServingLayer.from_settings(settings)
+    # Flask's development server has no SIGTERM handling: turn it into SystemExit so the finally below runs
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main else None
+    try:
+        app = create_app(serving, settings)
+        print(
+            f"dashboard on http://{settings.bind_host}:{settings.dashboard_port}/ (lake {settings.lake_root}, "
+            f"speed source {settings.serving_speed_source})",
+            flush=True,
+        )
+        app.run(host=settings.bind_host, port=settings.dashboard_port, debug=False)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        serving.close()
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
