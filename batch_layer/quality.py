@@ -21,7 +21,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from contracts.events import EventType
+from contracts.events import MAX_UNIT_PRICE, EventType
 
 __all__ = ["PANDAS_MAX_ROWS", "SuiteReport", "validate_bronze", "validate_views", "validate_reconciliation"]
 
@@ -127,7 +127,8 @@ def _run(suite_name: str, frame: DataFrame, expectations: list[Any], pandas_max_
 def validate_bronze(checks: DataFrame, pandas_max_rows: int = PANDAS_MAX_ROWS) -> SuiteReport:
     """The input suite on the interval's bronze rows (the output of ``transforms.bronze_checks``).
 
-    Keys not null; event_type one of the contract's; unit_price >= 0; quantity > 0 where the type carries one;
+    Keys not null; event_type one of the contract's; unit_price in [0, MAX_UNIT_PRICE]; quantity in
+    [1, MAX_QUANTITY] where the type carries one;
     user_id present where required; a purchase has a price; event time not in the future (beyond the allowed
     clock skew); each row sits in the partition of its event date.
     """
@@ -138,7 +139,7 @@ def validate_bronze(checks: DataFrame, pandas_max_rows: int = PANDAS_MAX_ROWS) -
     ]
     expectations += [
         gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=[e.value for e in EventType]),
-        gxe.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0, max_value=float(MAX_UNIT_PRICE)),
     ]
     expectations += [gxe.ExpectColumnValuesToBeInSet(column=flag, value_set=[True]) for flag in _FLAGS_INPUT]
     return _run("bronze_input", checks, expectations, pandas_max_rows)
@@ -147,11 +148,15 @@ def validate_bronze(checks: DataFrame, pandas_max_rows: int = PANDAS_MAX_ROWS) -
 def validate_views(checks: DataFrame, pandas_max_rows: int = PANDAS_MAX_ROWS) -> SuiteReport:
     """The view suite on all grains at once (the output of ``transforms.view_checks``).
 
-    No negative revenue, orders or units; at least one user per bucket; keys not null; one row per
+    No negative revenue, orders or units, and none NULL (a bucket whose revenue overflowed DECIMAL(18,2) has a
+    NULL revenue: contracts.metrics); at least one user per bucket; keys not null; one row per
     (grain, bucket_start, dimension, key); every bucket exactly one grain long and aligned.
     """
     _gx_module, gxe, _ = _gx()
-    expectations = [gxe.ExpectColumnValuesToNotBeNull(column=name) for name in ("bucket_start", "dimension", "key")]
+    expectations = [
+        gxe.ExpectColumnValuesToNotBeNull(column=name)
+        for name in ("bucket_start", "dimension", "key", "revenue", "orders", "units")
+    ]
     expectations += [
         gxe.ExpectColumnValuesToBeBetween(column="revenue", min_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="orders", min_value=0),
@@ -165,11 +170,11 @@ def validate_views(checks: DataFrame, pandas_max_rows: int = PANDAS_MAX_ROWS) ->
 
 
 def validate_reconciliation(diff: DataFrame, pandas_max_rows: int = PANDAS_MAX_ROWS) -> SuiteReport:
-    """The reconciliation suite: every difference between view sums and bronze totals is exactly zero."""
+    """The reconciliation suite: every difference between view sums and bronze totals is exactly zero (and not
+    NULL: a sum that overflowed its type is NULL, and "between" alone would let it pass)."""
     _gx_module, gxe, _ = _gx()
-    expectations = [
-        gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=0)
-        for name in ("revenue_diff", "orders_diff", "units_diff", "users_diff")
-    ]
+    diffs = ("revenue_diff", "orders_diff", "units_diff", "users_diff")
+    expectations = [gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=0) for name in diffs]
+    expectations += [gxe.ExpectColumnValuesToNotBeNull(column=name) for name in diffs]
     expectations.append(gxe.ExpectColumnValuesToNotBeNull(column="day"))
     return _run("views_reconcile_with_bronze", diff, expectations, pandas_max_rows)

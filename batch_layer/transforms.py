@@ -14,8 +14,8 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from contracts.events import MONEY_TYPE, EventType
-from contracts.metrics import GRAINS, Grain, revenue_of, sales_rollup
+from contracts.events import MAX_QUANTITY, MAX_UNIT_PRICE, MONEY_TYPE, EventType
+from contracts.metrics import GRAINS, Grain, money_total, revenue_of, sales_rollup
 
 __all__ = [
     "VIEW_COLUMNS",
@@ -143,11 +143,11 @@ def daily_totals(events: DataFrame) -> DataFrame:
     return (
         events.groupBy(F.to_date("event_time").alias("day"))
         .agg(
-            F.coalesce(F.sum(F.when(is_purchase, revenue_of(F.col("quantity"), F.col("unit_price")))), F.lit(0))
-            .cast(MONEY_TYPE)
-            .alias("revenue"),
+            money_total(
+                F.coalesce(F.sum(F.when(is_purchase, revenue_of(F.col("quantity"), F.col("unit_price")))), F.lit(0))
+            ).alias("revenue"),
             F.count(F.when(is_purchase, 1)).alias("orders"),
-            F.coalesce(F.sum(F.when(is_purchase, F.col("quantity"))), F.lit(0)).cast("long").alias("units"),
+            F.coalesce(F.try_sum(F.when(is_purchase, F.col("quantity"))), F.lit(0)).cast("long").alias("units"),
             F.count_distinct(F.when(is_sales_event, F.col("user_id"))).alias("distinct_users"),
             F.count(F.lit(1)).alias("events"),
         )
@@ -158,8 +158,10 @@ def daily_totals(events: DataFrame) -> DataFrame:
 def bronze_checks(rows: DataFrame, now: datetime, future_tolerance_s: int) -> DataFrame:
     """Bronze rows of the interval with one boolean column per contract rule, for the input suite.
 
-    The plain rules (not null, known type, price >= 0) are validated on bronze's own columns; the rules that
-    depend on the event type or on the clock are spelled out here as ``*_ok`` flags.
+    The plain rules (not null, known type, price in [0, MAX_UNIT_PRICE]) are validated on bronze's own columns;
+    the rules that depend on the event type or on the clock are spelled out here as ``*_ok`` flags. The
+    contract's bounds (contracts.events) are checked again here, so a row written before them (or around the
+    parser) fails the gate instead of overflowing a sum.
 
     Required columns: the bronze/events columns. Output grain: one row per input row; bronze's key columns plus
     quantity_ok, user_ok, price_ok, not_in_future, event_date_ok.
@@ -173,11 +175,15 @@ def bronze_checks(rows: DataFrame, now: datetime, future_tolerance_s: int) -> Da
         "event_time",
         "product_id",
         "unit_price",
-        F.coalesce(~needs_quantity | (F.col("quantity") > 0), F.lit(False)).alias("quantity_ok"),
-        F.coalesce(~needs_user | F.col("user_id").isNotNull(), F.lit(False)).alias("user_ok"),
-        F.coalesce((F.col("event_type") != F.lit(_PURCHASE)) | F.col("unit_price").isNotNull(), F.lit(False)).alias(
-            "price_ok"
+        F.coalesce(~needs_quantity | F.col("quantity").between(F.lit(1), F.lit(MAX_QUANTITY)), F.lit(False)).alias(
+            "quantity_ok"
         ),
+        F.coalesce(~needs_user | F.col("user_id").isNotNull(), F.lit(False)).alias("user_ok"),
+        F.coalesce(
+            (F.col("event_type") != F.lit(_PURCHASE))
+            | F.col("unit_price").between(F.lit(0).cast(MONEY_TYPE), F.lit(MAX_UNIT_PRICE).cast(MONEY_TYPE)),
+            F.lit(False),
+        ).alias("price_ok"),
         F.coalesce(F.col("event_time") <= latest_allowed, F.lit(False)).alias("not_in_future"),
         F.coalesce(F.col("event_date") == F.to_date("event_time"), F.lit(False)).alias("event_date_ok"),
     )
@@ -205,6 +211,14 @@ def view_checks(views: dict[str, DataFrame]) -> DataFrame:
     )
 
 
+def _diff(view_value: Column, total_value: Column, zero: Column) -> Column:
+    """view - total, where a side without a row for the day counts as zero but a NULL value (a sum that
+    overflowed) stays NULL, so the reconciliation suite fails on it instead of comparing zeros."""
+    view_side = F.when(F.col("v_present").isNull(), zero).otherwise(view_value)
+    total_side = F.when(F.col("t_present").isNull(), zero).otherwise(total_value)
+    return F.try_subtract(view_side, total_side)
+
+
 def reconciliation_diff(views: dict[str, DataFrame], totals: DataFrame) -> DataFrame:
     """View sums minus bronze totals, per grain × dimension × UTC day: every difference must be zero.
 
@@ -222,13 +236,16 @@ def reconciliation_diff(views: dict[str, DataFrame], totals: DataFrame) -> DataF
         F.col("orders").alias("t_orders"),
         F.col("units").alias("t_units"),
         F.col("distinct_users").alias("t_users"),
+        F.lit(True).alias("t_present"),
     )
     for grain, view in views.items():
+        # try_*: a sum past its type gives NULL (a failed check), never an error that stops the job
         sums = view.groupBy(F.to_date("bucket_start").alias("day"), "dimension").agg(
-            F.sum("revenue").cast(MONEY_TYPE).alias("v_revenue"),
-            F.sum("orders").alias("v_orders"),
-            F.sum("units").alias("v_units"),
+            money_total(F.sum("revenue")).alias("v_revenue"),
+            F.try_sum("orders").alias("v_orders"),
+            F.try_sum("units").alias("v_units"),
             F.max("distinct_users").alias("v_users"),
+            F.lit(True).alias("v_present"),
         )
         dims = view.sparkSession.createDataFrame([("total",), ("product",), ("category",)], "dimension string")
         grid = expected.select("day").union(sums.select("day")).distinct().crossJoin(dims)
@@ -240,11 +257,10 @@ def reconciliation_diff(views: dict[str, DataFrame], totals: DataFrame) -> DataF
                 F.lit(grain).alias("grain"),
                 "dimension",
                 "day",
-                (F.coalesce("v_revenue", zero_money) - F.coalesce("t_revenue", zero_money))
-                .cast(MONEY_TYPE)
-                .alias("revenue_diff"),
-                (F.coalesce("v_orders", F.lit(0)) - F.coalesce("t_orders", F.lit(0))).cast("long").alias("orders_diff"),
-                (F.coalesce("v_units", F.lit(0)) - F.coalesce("t_units", F.lit(0))).cast("long").alias("units_diff"),
+                # a NULL sum (overflow) stays NULL here: the suite expects every difference to be non-null zero
+                _diff(F.col("v_revenue"), F.col("t_revenue"), zero_money).try_cast(MONEY_TYPE).alias("revenue_diff"),
+                _diff(F.col("v_orders"), F.col("t_orders"), F.lit(0)).try_cast("long").alias("orders_diff"),
+                _diff(F.col("v_units"), F.col("t_units"), F.lit(0)).try_cast("long").alias("units_diff"),
                 F.when(users_checked, F.coalesce("v_users", F.lit(0)) - F.coalesce("t_users", F.lit(0)))
                 .otherwise(F.lit(0))
                 .cast("long")

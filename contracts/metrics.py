@@ -2,7 +2,9 @@
 
 Definitions (per event-time bucket, UTC; buckets are aligned to the epoch, so a day bucket is a UTC day):
 
-- revenue  = sum(quantity × unit_price) over purchases, DECIMAL(18,2), 0.00 when the bucket had none
+- revenue  = sum(quantity × unit_price) over purchases, DECIMAL(18,2), 0.00 when the bucket had none; NULL (never
+  an error) in a bucket whose sum exceeds DECIMAL(18,2), which the contract's bounds make possible only past
+  999,999 purchases of the largest line in one bucket (contracts.events)
 - orders   = number of purchase events (one event is one order line; the generator gives one line per order)
 - units    = sum(quantity) over purchases
 - distinct users = distinct user_id over page_view, add_to_cart and purchase events (active users):
@@ -41,6 +43,7 @@ __all__ = [
     "SALES_METRIC_COLUMNS",
     "sales_rollup",
     "revenue_of",
+    "money_total",
 ]
 
 Grain = Literal["minute", "hour", "day"]
@@ -57,8 +60,23 @@ _SALES_EVENT_TYPES = [EventType.PAGE_VIEW.value, EventType.ADD_TO_CART.value, Ev
 
 
 def revenue_of(quantity: Column, unit_price: Column) -> Column:
-    """Revenue of one purchase line: quantity × unit_price, exact decimal."""
-    return (quantity.cast("decimal(10,0)") * unit_price).cast(MONEY_TYPE)
+    """Revenue of one purchase line: quantity × unit_price, exact decimal (DECIMAL(18,2)); never raises.
+
+    The event contract bounds a line to 10^10 (contracts.events), so for parsed events this is always exact. For
+    anything else (rows written before the bounds, a hand-made frame) a product that does not fit DECIMAL(18,2)
+    is NULL instead of an ANSI overflow error: the batch input suite flags such rows before they are summed.
+    """
+    wide = F.try_multiply(quantity.try_cast("decimal(10,0)"), unit_price.try_cast(MONEY_TYPE))
+    return wide.try_cast(MONEY_TYPE)
+
+
+def money_total(total: Column) -> Column:
+    """A sum of money narrowed to DECIMAL(18,2): NULL, not an ANSI overflow error, when it does not fit.
+
+    Spark sums DECIMAL(18,2) into DECIMAL(28,2), which cannot overflow (that takes more than 10^18 lines of the
+    largest revenue); only the narrowing can, above 10^16 in one bucket (contracts.events has the arithmetic).
+    """
+    return total.try_cast(MONEY_TYPE)
 
 
 def _by_dimension(events: DataFrame) -> DataFrame:
@@ -104,8 +122,10 @@ def sales_rollup(events: DataFrame, grain: Grain = "minute", users: UserCount = 
             F.col("dimension_key.key").alias("key"),
         )
         .agg(
-            F.coalesce(F.sum(line_revenue), F.lit(0)).cast(MONEY_TYPE).alias("revenue"),
+            # the sum is DECIMAL(28,2) and never overflows; the narrowing to DECIMAL(18,2) is NULL past 10^16
+            money_total(F.coalesce(F.sum(line_revenue), F.lit(0))).alias("revenue"),
             F.count(F.when(is_purchase, 1)).alias("orders"),
+            # bigint: the contract's quantity <= 10^4 keeps a day's units below 10^18 at any feasible rate
             F.coalesce(F.sum(F.when(is_purchase, F.col("quantity"))), F.lit(0)).cast("long").alias("units"),
             *user_columns,
         )

@@ -17,6 +17,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.events import DEFAULT_MAX_EVENT_TIME_SKEW_SECONDS, MAX_EVENT_TIME_SKEW_SECONDS
+
 __all__ = ["PROJECT_ROOT", "Settings"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +78,12 @@ class Settings(BaseSettings):
 
     # --- Pipeline ---------------------------------------------------------------------------------
     low_stock_threshold: int = Field(default=10, ge=0, description="Stock below this opens an alert.")
+    max_event_time_skew_seconds: int = Field(
+        default=DEFAULT_MAX_EVENT_TIME_SKEW_SECONDS,
+        ge=0,
+        le=MAX_EVENT_TIME_SKEW_SECONDS,
+        description="How far past its ingest time an event_time may lie before the record is quarantined.",
+    )
 
     # --- Speed layer ------------------------------------------------------------------------------
     speed_watermark: str = Field(default="5 minutes", description="How late an event may be for speed views.")
