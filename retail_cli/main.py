@@ -19,11 +19,15 @@ Every command reads its settings from RETAIL_* environment variables (docs/setti
 from __future__ import annotations
 
 import argparse
+import math
+import socket
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from contracts.errors import RetailError
+from contracts.events import MIN_EVENT_TIME
 from contracts.settings import Settings
 
 __all__ = ["main"]
@@ -64,13 +68,33 @@ def _cmd_status(settings: Settings, _args: argparse.Namespace) -> int:
         print(
             f"{name}: DIED (not running; `retail start {name}` restarts it): {error}  [log {services.log_file(name)}]"
         )
+    if not status.ready:
+        print(
+            f"retail status: no Kafka broker answers at {status.address} (start one with `retail up`)", file=sys.stderr
+        )
     return 0 if status.ready else 1
+
+
+def _require_broker(settings: Settings, timeout_s: float = 3.0) -> None:
+    """Fail fast, in one line, when no bootstrap server accepts a TCP connection (the client would retry ~30 s)."""
+    servers = [server.strip() for server in settings.kafka_bootstrap_servers.split(",") if server.strip()]
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+                return
+        except (OSError, ValueError):
+            continue
+    from infra.errors import BrokerError
+
+    raise BrokerError(f"no Kafka broker answers at {settings.kafka_bootstrap_servers} (start one with `retail up`)")
 
 
 def _cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     from event_generator.generator import GeneratorConfig, generate, produce
 
-    count = args.count if args.count is not None else int(args.rate * args.duration)
+    count = args.count if args.count is not None else max(1, int(args.rate * args.duration))
+    _require_broker(settings)
     config = GeneratorConfig(
         seed=args.seed,
         count=count,
@@ -115,6 +139,17 @@ def _cmd_dashboard(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_batch(settings: Settings, args: argparse.Namespace) -> int:
+    from batch_layer.interval import parse_moment
+
+    for option in ("date", "start", "end", "run_after"):
+        text = getattr(args, option, None)
+        if text:  # empty --start/--end are Airflow's "no logical date"
+            moment = parse_moment(text)
+            if not MIN_EVENT_TIME <= moment < _LATEST_DATE:
+                flag = "--" + option.replace("_", "-")
+                raise ValueError(f"{flag} must be between 2000-01-01 and 8999-12-31, got {text!r}")
+    if args.lookback_days is not None and not 0 <= args.lookback_days <= 3660:
+        raise ValueError(f"--lookback-days must be between 0 and 3660, got {args.lookback_days}")
     from batch_layer.job import run_from_args
 
     return run_from_args(settings, args)
@@ -163,26 +198,83 @@ def _cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
     services = _services(settings)
     names = args.services or list(services.running())
     stopped = [name for name in names if services.stop(name)]
-    print("stopped: " + ", ".join(stopped) if stopped else "no background service was running")
+    not_running = [name for name in args.services if name not in stopped]
+    if stopped:
+        print("stopped: " + ", ".join(stopped))
+    if not_running:  # named explicitly but not running: say so (plain `retail stop` with nothing running is fine)
+        verb = "is" if len(not_running) == 1 else "are"
+        print(f"retail stop: {', '.join(not_running)} {verb} not running", file=sys.stderr)
+        return 1
+    if not stopped:
+        print("no background service was running")
     return 0
 
 
+_LATEST_DATE = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one line on stderr for a usage error (no usage block): `retail produce: argument ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _number(kind: Callable[[str], float], low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``kind`` in [low, high] (or (low, high] with ``low_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        inside = (value > low if low_open else value >= low) and value <= high
+        if not math.isfinite(value) or not inside:
+            bracket = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"must be in {bracket}{low:g}, {high:g}], got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def _iso_datetime(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time such as 2026-01-05T10:00:00Z, got {text!r}"
+        ) from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    latest = datetime.now(UTC) + timedelta(days=365)
+    if not MIN_EVENT_TIME <= moment <= latest:
+        raise argparse.ArgumentTypeError(
+            f"must be between 2000-01-01 and a year from now (the event contract's range), got {text!r}"
+        )
+    return moment
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="retail", description="Lambda-architecture retail analytics pipeline.")
+    parser = _Parser(prog="retail", description="Lambda-architecture retail analytics pipeline.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("up", help="start the local Kafka broker and create the topics").set_defaults(run=_cmd_up)
     commands.add_parser("down", help="stop the local Kafka broker").set_defaults(run=_cmd_down)
     commands.add_parser("status", help="show the local broker's state").set_defaults(run=_cmd_status)
 
     produce = commands.add_parser("produce", help="send generated retail events to Kafka")
-    produce.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
-    produce.add_argument("--duration", type=float, default=30.0, help="seconds to produce for (default 30)")
-    produce.add_argument("--count", type=int, default=None, help="number of events (overrides --duration)")
+    produce.add_argument(
+        "--rate", type=_number(float, 0, 1e6, low_open=True), default=200.0, help="events per second (default 200)"
+    )
+    produce.add_argument(
+        "--duration",
+        type=_number(float, 0, 7 * 86400, low_open=True),
+        default=30.0,
+        help="seconds to produce for (default 30)",
+    )
+    produce.add_argument(
+        "--count", type=_number(int, 1, 10**9), default=None, help="number of events (overrides --duration)"
+    )
     produce.add_argument(
         "--burst", action="store_true", help="send as fast as possible; --rate only spaces event times"
     )
@@ -193,14 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="event time of the first event, ISO-8601 (default: now)",
     )
-    produce.add_argument("--products", type=int, default=50, help="catalogue size (default 50)")
-    produce.add_argument("--users", type=int, default=1000, help="distinct users (default 1000)")
-    produce.add_argument("--late-ratio", type=float, default=0.0, help="share of events sent late (0..1)")
-    produce.add_argument("--late-minutes", type=float, default=10.0, help="how late, in minutes (default 10)")
-    produce.add_argument("--duplicate-ratio", type=float, default=0.0, help="share of events sent twice (0..1)")
+    produce.add_argument("--products", type=_number(int, 1, 100_000), default=50, help="catalogue size (default 50)")
+    produce.add_argument("--users", type=_number(int, 1, 10**9), default=1000, help="distinct users (default 1000)")
+    ratio = _number(float, 0, 1)
+    produce.add_argument("--late-ratio", type=ratio, default=0.0, help="share of events sent late (0..1)")
+    produce.add_argument(
+        "--late-minutes", type=_number(float, 0, 100_000), default=10.0, help="how late, in minutes (default 10)"
+    )
+    produce.add_argument("--duplicate-ratio", type=ratio, default=0.0, help="share of events sent twice (0..1)")
     produce.add_argument(
         "--malformed-ratio",
-        type=float,
+        type=ratio,
         default=0.0,
         help="share of records replaced by a malformed one, every kind in turn (0..1)",
     )
@@ -236,16 +331,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, RetailError | ValueError) else f"{type(error).__name__}: {text}"
+
+
+def _is_kafka_error(error: BaseException) -> bool:
+    return type(error).__module__.split(".")[0] == "kafka"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. An error the user can cause (a bad argument or setting, no broker, a service that is not
+    running) is one line on stderr and exit code 2 (1 for a state: `status` of a stopped broker, `stop` of a
+    stopped service); a bug still shows its traceback."""
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()
         return int(args.run(settings, args))
-    except (RetailError, ValueError) as error:
-        print(f"retail {args.command}: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except (RetailError, ValueError, OSError, OverflowError) as error:  # ConnectionError is an OSError
+        print(f"retail {args.command}: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if not _is_kafka_error(error):  # kafka-python is imported lazily: its errors are told apart by module
+            raise
+        print(f"retail {args.command}: cannot talk to Kafka: {_one_line(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
