@@ -59,7 +59,15 @@ from serving_layer.views import (
     rollup_minutes,
 )
 
-__all__ = ["BatchState", "MAX_RANGE", "SUCCESS_STATUSES", "SalesResult", "ServingLayer"]
+__all__ = [
+    "speed_liveness",
+    "HEARTBEAT_STALE_AFTER",
+    "BatchState",
+    "MAX_RANGE",
+    "SUCCESS_STATUSES",
+    "SalesResult",
+    "ServingLayer",
+]
 
 # statuses of batch/runs rows whose W and view versions may be served (compared case-insensitively)
 SUCCESS_STATUSES = frozenset({"success", "succeeded"})
@@ -470,7 +478,7 @@ class ServingLayer:
                 newest_stock_event = (
                     _as_utc(column_max(inventory, "last_event_time")) if inventory is not None else None
                 )
-            progress = self._latest_progress()
+            progress, liveness = self._latest_progress()
         candidates = [moment for moment in (newest_bucket, newest_stock_event) if moment is not None]
         newest = max(candidates) if candidates else None
         latest = max(progress, key=lambda r: (r["timestamp"], r["batch_id"])) if progress else None
@@ -496,27 +504,68 @@ class ServingLayer:
                 }
                 for row in progress
             },
+            "speed_layer": liveness,
             "high_water_mark": state.high_water_mark,
             "last_batch_run": state.last_run,
             "speed_source": source,
         }
 
-    def _latest_progress(self) -> list[dict[str, Any]]:
-        """The newest speed/progress row of every query (read from the last hour of rows before the newest)."""
+    def _latest_progress(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The newest micro-batch row of every query, and the speed layer's liveness, from the last hour of
+        speed/progress rows before the newest (rows with batch_id -1 are heartbeats and errors, not batches)."""
         table = self._tables["speed/progress"].latest()
         if table is None:
-            return []
+            return [], speed_liveness([], self.now())
         version = table.version()
 
-        def build() -> list[dict[str, Any]]:
+        def build() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             newest = column_max(table, "timestamp")
             predicate = None if newest is None else f"timestamp >= {sql_literal(newest - timedelta(hours=1))}"
             rows = scan(table, None, predicate, "speed/progress").to_pylist()
             latest: dict[str, dict[str, Any]] = {}
+            status_rows = []
             for row in rows:
+                if row["batch_id"] < 0:
+                    status_rows.append(row)
+                    continue
                 current = latest.get(row["query"])
                 if current is None or (row["timestamp"], row["batch_id"]) > (current["timestamp"], current["batch_id"]):
                     latest[row["query"]] = row
-            return sorted(latest.values(), key=lambda r: r["query"])
+            return sorted(latest.values(), key=lambda r: r["query"]), status_rows
 
-        return self._cache.get(("progress", version), build)
+        batches, status_rows = self._cache.get(("progress", version), build)
+        return batches, speed_liveness(status_rows, self.now())
+
+
+# the speed driver writes a heartbeat row every 5 s (speed_layer.progress); this long without one means it is gone
+HEARTBEAT_STALE_AFTER = timedelta(seconds=60)
+
+
+def speed_liveness(status_rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """The speed layer's state from its heartbeat and error rows (pure): running, stopped, failed or unknown.
+
+    ``failed``: the newest error is newer than the newest heartbeat (it stopped on that error); ``stopped``: no
+    heartbeat for HEARTBEAT_STALE_AFTER; ``running`` otherwise, with the last error of the hour if it restarted
+    after one (``errors_last_hour`` counts them: a driver that keeps crashing shows a growing number).
+    """
+    beats = [_as_utc(row["timestamp"]) for row in status_rows if not row.get("error")]
+    errors = sorted(
+        ((_as_utc(row["timestamp"]), row) for row in status_rows if row.get("error")), key=lambda pair: pair[0]
+    )
+    last_beat = max(beats) if beats else None
+    last_error_at, last_error_row = errors[-1] if errors else (None, None)
+    if last_beat is None and last_error_at is None:
+        state = "unknown"
+    elif last_error_at is not None and (last_beat is None or last_error_at >= last_beat):
+        state = "failed"
+    elif now - last_beat > HEARTBEAT_STALE_AFTER:
+        state = "stopped"
+    else:
+        state = "running"
+    return {
+        "state": state,
+        "last_heartbeat": last_beat,
+        "last_error": None if last_error_row is None else f"{last_error_row['query']}: {last_error_row['error']}",
+        "last_error_at": last_error_at,
+        "errors_last_hour": sum(1 for moment, _ in errors if now - moment <= timedelta(hours=1)),
+    }

@@ -200,7 +200,16 @@ def health_items(health: dict[str, Any]) -> list[tuple[str, str, str]]:
     run = health.get("last_batch_run") or {}
     status = str(run.get("status") or "none")
     run_level = "ok" if status.lower() in ("succeeded", "success") else "warn" if not run else "bad"
+    speed = health.get("speed_layer") or {}
+    speed_state = str(speed.get("state") or "unknown")
+    speed_text = speed_state.upper() if speed_state != "running" else "running"
+    if speed.get("last_error") and (speed_state != "running" or speed.get("errors_last_hour")):
+        speed_text += f" (last error {_when(speed.get('last_error_at'))}: {str(speed['last_error'])[:160]})"
+    speed_level = {"running": "ok", "unknown": "warn"}.get(speed_state, "bad")
+    if speed_state == "running" and speed.get("errors_last_hour"):
+        speed_level = "warn"
     return [
+        ("Speed layer", speed_text, speed_level),
         ("Newest event", f"{_when(health.get('newest_event_time'))} ({_ago(fresh)})", freshness_level(fresh)),
         (
             "Consumer lag",

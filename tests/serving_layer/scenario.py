@@ -104,6 +104,8 @@ def build(builder: LakeBuilder) -> LakeBuilder:
             "watermark": at(minute - 10),
             "offsets_behind": behind,
             "late_rows": 0,
+            "durations": "{}",
+            "error": None,
         }
         for query, batch, minute, behind in (("rollups", 1, 120, 40), ("rollups", 2, 122, 7), ("inventory", 5, 121, 2))
     ]

@@ -84,3 +84,21 @@ def test_money_and_inventory_rows() -> None:
     assert figures.inventory_rows(frame) == [
         {"product_id": "p-1", "stock": 3, "threshold": 10, "status": "LOW", "last_event_time": "10:00:00"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("state", "errors", "level"),
+    [("running", 0, "ok"), ("running", 2, "warn"), ("stopped", 0, "bad"), ("failed", 1, "bad"), ("unknown", 0, "warn")],
+)
+def test_health_items_show_the_speed_layer_state(state: str, errors: int, level: str) -> None:
+    speed = {
+        "state": state,
+        "last_error": "rollups: boom" if errors else None,
+        "last_error_at": T0,
+        "errors_last_hour": errors,
+    }
+    items = {label: (text, lvl) for label, text, lvl in figures.health_items({"speed_layer": speed})}
+    text, got = items["Speed layer"]
+    assert got == level
+    assert (state.upper() in text) if state != "running" else text.startswith("running")
+    assert ("boom" in text) == bool(errors)
