@@ -204,7 +204,13 @@ class SpeedLayer:
         # watermark, Spark filters late input one batch behind (its late-event watermark is the previous
         # batch's), so an event beyond the watermark could still be counted; under load no such batch runs anyway
         settings = self.settings
-        parsed = parse_kafka_records(self._kafka_records(settings.events_topic))
+        # each query compares event_time with its own batch time, so an event within a few seconds of the skew
+        # limit can be admitted by one query and not another; bronze's verdict (master dataset or quarantine) is
+        # the record, and the nightly batch recomputes from it
+        parsed = parse_kafka_records(
+            self._kafka_records(settings.events_topic),
+            max_event_time_skew_seconds=settings.max_event_time_skew_seconds,
+        )
         events = valid_events(parsed)
         return [
             self._start_batches(
