@@ -36,9 +36,12 @@ from serving_layer.errors import BadRequest, ViewUnreadable
 from serving_layer.service import ServingLayer
 from serving_layer.views import GRAINS, TOTAL_KEY
 
-__all__ = ["create_app", "iso", "jsonable", "parse_instant", "revenue_payload", "serve"]
+__all__ = ["EARLIEST", "LATEST", "create_app", "iso", "jsonable", "parse_instant", "revenue_payload", "serve"]
 
 log = logging.getLogger("serving_layer.api")
+# the times a query may name (parse_instant); the event contract's events all lie inside
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _REVENUE_PARAMETERS = ("start", "end", "grain", "product_id", "category")
 
 
@@ -94,16 +97,23 @@ def _json(payload: dict[str, Any]) -> Response:
 
 
 def parse_instant(name: str, text: str | None) -> datetime:
-    """An ISO-8601 query parameter as an aware UTC datetime; a value without a zone is read as UTC."""
+    """An ISO-8601 query parameter as an aware UTC datetime; a value without a zone is read as UTC.
+
+    Only [EARLIEST, LATEST) is accepted: the date arithmetic behind a query (zone conversion, rounding a bucket up
+    by a day) must not run past Python's year 1 or 9999, and no event can lie outside it anyway.
+    """
     if text is None or not text.strip():
         raise BadRequest(f"parameter {name!r} is required: an ISO-8601 time such as 2026-01-05T10:00:00Z")
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a zone offset moves 9999-12-31 past year 9999
         raise BadRequest(
             f"parameter {name!r} must be an ISO-8601 time such as 2026-01-05T10:00:00Z, got {text!r}"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not EARLIEST <= moment < LATEST:
+        raise BadRequest(f"parameter {name!r} must be in [{iso(EARLIEST)}, {iso(LATEST)}), got {text!r}")
+    return moment
 
 
 def revenue_payload(serving: ServingLayer, query: Mapping[str, str]) -> dict[str, Any]:
