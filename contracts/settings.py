@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = Field(default=None, description="e.g. PLAIN or SCRAM-SHA-512")
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None, description="PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL)."
+    )
     events_topic: str = "retail.events"
     events_partitions: int = Field(default=3, ge=1)
     alerts_topic: str = "retail.alerts"
@@ -60,6 +63,16 @@ class Settings(BaseSettings):
     kafka_heap: str = Field(default="512m", description="Max heap of the local broker JVM.")
     kafka_data_dir: Path = _VAR / "kafka"
 
+    # --- Kafka: the local 3-node cluster (make kafka-cluster; docs/scale-out.md) ------------------------
+    kafka_cluster_nodes: int = Field(default=3, ge=1, description="Combined broker+controller nodes.")
+    kafka_cluster_port: int = Field(
+        default=9192, ge=1, le=65535, description="Client port of node 1; node N listens on this + N - 1."
+    )
+    kafka_cluster_controller_port: int = Field(
+        default=9292, ge=1, le=65535, description="Controller port of node 1; node N uses this + N - 1."
+    )
+    kafka_cluster_data_dir: Path = Field(default=_VAR / "kafka-cluster", description="One folder per node.")
+
     # --- Storage ----------------------------------------------------------------------------------
     lake_root: str = Field(
         default=str(_VAR / "lake"), description="Root of every Delta table: a path or s3a://, abfss://, gs://"
@@ -71,10 +84,51 @@ class Settings(BaseSettings):
     # --- Spark ------------------------------------------------------------------------------------
     spark_master: str = Field(default="local[2]", description="local[N], spark://, yarn, k8s://")
     spark_driver_memory: str = "2g"
-    spark_executor_memory: str = "2g"
+    spark_executor_memory: str = Field(
+        default="1g",
+        description="Heap of each executor on a cluster (no effect in local mode); at most a worker's memory.",
+    )
     spark_shuffle_partitions: int = Field(default=2, ge=1)
     spark_ui_enabled: bool = False
-    spark_driver_host: str = "127.0.0.1"
+    spark_driver_host: str = Field(
+        default="127.0.0.1", description="Address the driver advertises: executors and the master connect to it."
+    )
+    spark_driver_bind_address: str = Field(
+        default="127.0.0.1",
+        description="Address the driver's listeners bind to (0.0.0.0 or an interface on a cluster).",
+    )
+    spark_cores_max: int | None = Field(
+        default=None, ge=1, description="spark.cores.max: cores one application takes from a standalone cluster."
+    )
+    spark_extra_conf: dict[str, str] = Field(
+        default_factory=dict, description="Any further Spark settings (JSON object); applied last."
+    )
+
+    # --- Spark: the local standalone cluster (make spark-cluster; docs/scale-out.md) -------------------
+    spark_cluster_host: str = Field(default="127.0.0.1", description="Address the master and workers bind to.")
+    spark_cluster_master_port: int = Field(default=7077, ge=1, le=65535)
+    spark_cluster_master_webui_port: int = Field(default=8081, ge=1, le=65535)
+    spark_cluster_worker_port: int = Field(
+        default=7078, ge=1, le=65535, description="Port of worker 1; worker N uses this + N - 1."
+    )
+    spark_cluster_worker_webui_port: int = Field(
+        default=8082, ge=1, le=65535, description="Web UI port of worker 1; worker N uses this + N - 1."
+    )
+    spark_cluster_workers: int = Field(default=2, ge=1)
+    spark_cluster_worker_cores: int = Field(default=1, ge=1)
+    spark_cluster_worker_memory: str = Field(default="1g", description="Memory a worker offers to executors.")
+    spark_cluster_daemon_memory: str = Field(default="256m", description="Heap of the master and worker JVMs.")
+    spark_cluster_dir: Path = Field(default=_VAR / "spark-cluster", description="Logs, PID files, work dirs.")
+
+    # --- Object storage (s3a://; docs/scale-out.md) ----------------------------------------------------
+    s3_endpoint: str | None = Field(
+        default=None, description="fs.s3a.endpoint: an S3-compatible server's URL; unset = AWS S3."
+    )
+    s3_region: str | None = Field(default=None, description="fs.s3a.endpoint.region")
+    s3_path_style_access: bool = Field(default=False, description="fs.s3a.path.style.access (MinIO and the like).")
+    s3_credentials_provider: str | None = Field(
+        default=None, description="fs.s3a.aws.credentials.provider; unset = S3A's default chain (env, profile, IAM)."
+    )
 
     # --- Pipeline ---------------------------------------------------------------------------------
     low_stock_threshold: int = Field(default=10, ge=0, description="Stock below this opens an alert.")
@@ -102,6 +156,10 @@ class Settings(BaseSettings):
 
     # --- Listeners --------------------------------------------------------------------------------
     bind_host: str = Field(default="127.0.0.1", description="Address the API, Dash and Airflow bind to.")
+    serving_auth_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the API and password of the dashboard; required to bind beyond loopback.",
+    )
     api_port: int = Field(default=8000, ge=1, le=65535)
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
     dashboard_refresh_seconds: float = Field(
@@ -171,6 +229,9 @@ class Settings(BaseSettings):
                     f'{module} required username="{self.kafka_sasl_username}" '
                     f'password="{self.kafka_sasl_password.get_secret_value()}";'
                 )
+        if self.kafka_ssl_ca_file is not None:
+            options["ssl.truststore.type"] = "PEM"
+            options["ssl.truststore.location"] = str(self.kafka_ssl_ca_file)
         return options
 
     def kafka_python_options(self) -> dict[str, object]:
@@ -184,4 +245,16 @@ class Settings(BaseSettings):
             options["sasl_plain_username"] = self.kafka_sasl_username
             if self.kafka_sasl_password is not None:
                 options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_file is not None:
+            options["ssl_cafile"] = str(self.kafka_ssl_ca_file)
         return options
+
+    def kafka_cluster_bootstrap_servers(self) -> str:
+        """Client addresses of the local Kafka cluster (make kafka-cluster), comma-separated."""
+        return ",".join(
+            f"{self.kafka_host}:{self.kafka_cluster_port + node}" for node in range(self.kafka_cluster_nodes)
+        )
+
+    def spark_cluster_master_url(self) -> str:
+        """Master URL of the local Spark standalone cluster (make spark-cluster)."""
+        return f"spark://{self.spark_cluster_host}:{self.spark_cluster_master_port}"

@@ -6,7 +6,8 @@ Endpoints (all GET, JSON):
        "distinct_users", "source": "batch"|"speed"}]} over [start, end); grain defaults to minute
   /api/inventory   {"rows": [...], "low_stock": n}
   /api/alerts      {"rows": [...], "open": n}      open alerts and those of the last 24 hours
-  /api/health      newest event time, freshness, offsets behind, last batch run, W, speed source status
+  /api/health      speed layer state (running/stopped/failed, last error), newest event time, freshness,
+                   offsets behind, last batch run, W, speed source status
 
 A bad parameter gets 400 {"error": "bad_request", "message": "..."}; nothing ever returns a stack trace.
 
@@ -32,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.settings import Settings
+from serving_layer.auth import authorized, check_exposure
 from serving_layer.errors import BadRequest, ViewUnreadable
 from serving_layer.service import ServingLayer
 from serving_layer.views import GRAINS, TOTAL_KEY
@@ -142,9 +144,24 @@ def revenue_payload(serving: ServingLayer, query: Mapping[str, str]) -> dict[str
     }
 
 
-def create_app(serving: ServingLayer) -> FastAPI:
-    """The API application over ``serving`` (one ServingLayer, shared by every request)."""
+def create_app(serving: ServingLayer, auth_token: str | None = None) -> FastAPI:
+    """The API application over ``serving`` (one ServingLayer, shared by every request).
+
+    With ``auth_token`` every request needs ``Authorization: Bearer <token>`` (401 otherwise).
+    """
     app = FastAPI(title="retail-lambda serving API", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json")
+
+    if auth_token:
+
+        @app.middleware("http")
+        async def _require_token(request: Request, call_next):  # type: ignore[no-untyped-def]
+            if not authorized(request.headers.get("authorization"), auth_token):
+                return JSONResponse(
+                    {"error": "unauthorized", "message": "send Authorization: Bearer <RETAIL_SERVING_AUTH_TOKEN>"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            return await call_next(request)
 
     @app.exception_handler(BadRequest)
     async def _bad_request(_request: Request, error: BadRequest) -> JSONResponse:
@@ -196,9 +213,10 @@ def serve(settings: Settings) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the speed topic consumer's client: no per-fetch chatter
+    token = check_exposure(settings, "API")  # before anything starts: no listener beyond loopback without auth
     serving = ServingLayer.from_settings(settings)
     try:
-        app = create_app(serving)
+        app = create_app(serving, token)
         print(
             f"serving API on http://{settings.bind_host}:{settings.api_port}/api (lake {settings.lake_root}, "
             f"speed views from {_speed_source_label(settings)})",

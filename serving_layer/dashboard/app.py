@@ -11,8 +11,10 @@ import signal
 import threading
 
 from dash import Dash
+from flask import Response, request
 
 from contracts.settings import Settings
+from serving_layer.auth import authorized, check_exposure
 from serving_layer.dashboard.callbacks import register_callbacks
 from serving_layer.dashboard.layout import layout
 from serving_layer.dashboard.pacing import CallbackTimings
@@ -28,6 +30,19 @@ def create_app(serving: ServingLayer, settings: Settings) -> Dash:
     # a function, so every page load gets a fresh tree (and the current interval) instead of one frozen at import
     app.layout = lambda: layout(settings.currency, timings.interval_ms())
     register_callbacks(app, serving, settings.currency, timings)
+    token = check_exposure(settings, "dashboard")
+    if token:
+
+        @app.server.before_request
+        def _require_login():  # type: ignore[no-untyped-def]
+            if not authorized(request.headers.get("Authorization"), token, basic=True):
+                return Response(
+                    "login required (any user name; the password is RETAIL_SERVING_AUTH_TOKEN)\n",
+                    status=401,
+                    headers={"WWW-Authenticate": 'Basic realm="retail dashboard"'},
+                )
+            return None
+
     app.timings = timings  # type: ignore[attr-defined]  # read by benchmarks and tests
     return app
 
@@ -37,6 +52,7 @@ def run(settings: Settings) -> None:
 
     The ServingLayer (and its speed topic consumer thread) is closed on the way out.
     """
+    check_exposure(settings, "dashboard")  # before anything starts: no listener beyond loopback without auth
     serving = ServingLayer.from_settings(settings)
     # Flask's development server has no SIGTERM handling: turn it into SystemExit so the finally below runs
     main = threading.current_thread() is threading.main_thread()

@@ -1,0 +1,59 @@
+"""Who may read the serving layer: loopback only by default; beyond loopback only with a token, then always asked.
+
+The API wants ``Authorization: Bearer <token>``; the dashboard (a browser UI) asks for HTTP Basic credentials
+with the token as password (any user name), or takes the same Bearer header. The token is
+``RETAIL_SERVING_AUTH_TOKEN`` (a secret: never printed). Put TLS in front (a reverse proxy) when the network is
+not trusted: this is a shared secret, not a user directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+
+from contracts.errors import ConfigError
+from contracts.settings import Settings
+
+__all__ = ["is_loopback", "check_exposure", "authorized"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; a name or wildcard address (0.0.0.0, ::) is not loopback."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings, what: str) -> str | None:
+    """The token to require, or None on loopback without one; raises ConfigError when ``what`` would listen beyond
+    loopback without a token."""
+    token = settings.serving_auth_token.get_secret_value() if settings.serving_auth_token else None
+    if not is_loopback(settings.bind_host) and not token:
+        raise ConfigError(
+            f"refusing to serve the {what} on {settings.bind_host} (beyond loopback) without authentication: "
+            "set RETAIL_SERVING_AUTH_TOKEN, or keep RETAIL_BIND_HOST=127.0.0.1"
+        )
+    return token or None
+
+
+def authorized(header: str | None, token: str, *, basic: bool = False) -> bool:
+    """Whether an ``Authorization`` header carries ``token``: ``Bearer <token>``, or with ``basic`` also HTTP Basic
+    credentials whose password is the token (constant-time comparison)."""
+    if not header:
+        return False
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return hmac.compare_digest(value.strip().encode(), token.encode())
+    if basic and scheme == "basic":
+        try:
+            _user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(password.encode(), token.encode())
+    return False

@@ -1,0 +1,80 @@
+"""The API and the dashboard refuse to listen beyond loopback without a token, and then require it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from contracts.errors import ConfigError
+from contracts.settings import PROJECT_ROOT, Settings
+from serving_layer.api import create_app
+from serving_layer.auth import authorized, check_exposure, is_loopback
+from serving_layer.dashboard.app import create_app as create_dashboard
+from serving_layer.service import ServingLayer
+from tests.conftest import free_port
+
+TOKEN = "s3cret-token"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
+     ("::", False), ("10.0.0.5", False), ("shop.example", False)],
+)  # fmt: skip
+def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+    settings = Settings(bind_host=host)
+    if loopback:
+        assert check_exposure(settings, "API") is None
+    else:
+        with pytest.raises(ConfigError, match="RETAIL_SERVING_AUTH_TOKEN"):
+            check_exposure(settings, "API")
+        assert check_exposure(Settings(bind_host=host, serving_auth_token=SecretStr(TOKEN)), "API") == TOKEN
+
+
+@pytest.mark.parametrize("command", ["serve", "dashboard"])
+def test_the_commands_refuse_a_wildcard_bind_without_a_token(tmp_path, command: str) -> None:
+    env = {**os.environ, "RETAIL_BIND_HOST": "0.0.0.0", "RETAIL_LAKE_ROOT": str(tmp_path)}
+    env.pop("RETAIL_SERVING_AUTH_TOKEN", None)
+    env["RETAIL_API_PORT"] = env["RETAIL_DASHBOARD_PORT"] = str(free_port())
+    result = subprocess.run(
+        [sys.executable, "-m", "retail_cli.main", command],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "RETAIL_SERVING_AUTH_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_header_forms() -> None:
+    basic = "Basic " + base64.b64encode(f"ops:{TOKEN}".encode()).decode()
+    assert authorized(f"Bearer {TOKEN}", TOKEN)
+    assert not authorized("Bearer wrong", TOKEN) and not authorized(None, TOKEN) and not authorized("", TOKEN)
+    assert not authorized(basic, TOKEN), "the API takes only Bearer"
+    assert authorized(basic, TOKEN, basic=True)
+    assert not authorized("Basic !!notbase64", TOKEN, basic=True)
+
+
+def test_with_a_token_the_api_and_the_dashboard_require_it(tmp_path) -> None:
+    settings = Settings(lake_root=str(tmp_path), serving_auth_token=SecretStr(TOKEN))
+    with ServingLayer(str(tmp_path)) as serving:
+        api = TestClient(create_app(serving, TOKEN))
+        refused = api.get("/api/health")
+        assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
+        assert TOKEN not in refused.text
+        assert api.get("/api/health", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+        dashboard = create_dashboard(serving, settings).server.test_client()
+        page = dashboard.get("/")
+        assert page.status_code == 401 and page.headers["WWW-Authenticate"].startswith("Basic")
+        login = base64.b64encode(f"ops:{TOKEN}".encode()).decode()
+        assert dashboard.get("/", headers={"Authorization": f"Basic {login}"}).status_code == 200
