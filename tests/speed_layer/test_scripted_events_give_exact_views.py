@@ -75,7 +75,7 @@ MALFORMED = {
     "missing_product_id": {**_event("m4", "page_view", 10.0), "product_id": ""},
     "missing_event_id": {**_event("m5", "page_view", 10.0), "event_id": None},
     "bad_quantity": _event("m6", "purchase", 10.0, quantity=0, price="1.00"),
-    "bad_unit_price": _event("m7", "purchase", 10.0, quantity=1, price="1.005"),
+    "sub_cent_unit_price": _event("m7", "purchase", 10.0, quantity=1, price="1.005"),
     "negative_unit_price": _event("m8", "purchase", 10.0, quantity=1, price="-1.00"),
     "missing_user_id": _event("m9", "purchase", 10.0, user=None, quantity=1, price="1.00"),
     "unsupported_schema_version": {**_event("m10", "page_view", 10.0), "schema_version": 2},
