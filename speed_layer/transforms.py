@@ -121,7 +121,8 @@ def sales_records(rollups: DataFrame, topic: str) -> DataFrame:
     """Kafka records (topic, key, value) of minute rollups in the wire format of contracts.topics."""
     value = {
         "revenue": F.col("revenue").cast("string"),
-        "users_sketch": F.base64("users_sketch"),
+        # Spark's base64 wraps its output in MIME lines (spark.sql.chunkBase64String.enabled): one line on the wire
+        "users_sketch": F.regexp_replace(F.base64("users_sketch"), r"[\r\n]", ""),
         "updated_at": F.current_timestamp(),
     }
     return rollups.select(
