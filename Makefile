@@ -6,6 +6,9 @@ RETAIL := .venv/bin/retail
 PYTEST := .venv/bin/pytest
 RATE ?= 200
 DURATION ?= 30
+SEED ?= 42
+DEMO_EVENTS ?= 30000
+DEMO_SECONDS ?= 300
 
 .PHONY: help setup up down status produce demo test test-fast lint lint-code format clean serve dashboard bench-serve
 
@@ -28,12 +31,9 @@ status: ## show what runs, where, and the topics (broker, background services, A
 produce: ## send generated events to Kafka: make produce RATE=200 DURATION=30
 	@$(RETAIL) produce --rate $(RATE) --duration $(DURATION)
 
-demo: up ## set up everything missing and run the pipeline: broker, speed layer, API, dashboard, live events
-	@$(RETAIL) start speed api dashboard
-	@$(RETAIL) produce --rate $(RATE) --duration $(DURATION) --late-ratio 0.02 --duplicate-ratio 0.01 --malformed-ratio 0.005
-	@echo ""
-	@echo "dashboard  http://127.0.0.1:$${RETAIL_DASHBOARD_PORT:-8050}   API  http://127.0.0.1:$${RETAIL_API_PORT:-8000}/api/health"
-	@echo "more events: make produce   nightly batch: make batch DATE=YYYY-MM-DD or make airflow   stop all: make down"
+demo: ## make setup, then a retailer's day end to end: broker, speed layer, API, dashboard, yesterday + live events, one Airflow batch run (services keep running: make down)
+	@started=$$(date +%s.%N); $(MAKE) --no-print-directory setup && \
+		$(RETAIL) demo --started-at $$started --seed $(SEED) --yesterday-events $(DEMO_EVENTS) --live-seconds $(DEMO_SECONDS)
 
 test: ## lint (incl. the import contracts), then the whole test suite (own broker on free ports; installs chromium)
 	@bash scripts/setup.sh --browser

@@ -5,6 +5,7 @@ Commands:
   down      stop the local broker (no process left behind)
   status    show whether the broker runs, its address and topics
   produce   send generated retail events to Kafka (rate, duration, seed, faults configurable)
+  demo      a retailer's day end to end: broker, speed layer, API, dashboard, yesterday + live events, a batch run
   start     start background services (speed, api, dashboard); logs and PIDs under var/run
   stop      stop background services (all when none is named)
   serve     run the serving layer's HTTP JSON API (127.0.0.1:8000 by default)
@@ -116,6 +117,12 @@ def _cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     )
     produce(generate(config), settings, rate=None if args.burst else args.rate)
     return 0
+
+
+def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.demo import options_from_args, run_demo
+
+    return run_demo(settings, options_from_args(args))
 
 
 def _cmd_speed(settings: Settings, args: argparse.Namespace) -> int:
@@ -300,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of records replaced by a malformed one, every kind in turn (0..1)",
     )
     produce.set_defaults(run=_cmd_produce)
+    from infra.demo import add_arguments as add_demo_arguments
+
+    demo = commands.add_parser("demo", help="a retailer's day through the whole pipeline, with one batch run")
+    add_demo_arguments(demo)
+    demo.set_defaults(run=_cmd_demo)
 
     speed = commands.add_parser("speed", help="run the speed layer (Kafka -> bronze, rollups, inventory, alerts)")
     speed.add_argument(
