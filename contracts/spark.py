@@ -1,8 +1,11 @@
 """The one Spark session factory every job, notebook and test uses.
 
 Local by default (``local[2]``, driver on 127.0.0.1, UI off); the same call builds a session against a
-cluster when ``RETAIL_SPARK_MASTER`` points at one. Delta Lake and Spark's Kafka source come from the local
-jar cache, so no dependency is resolved at run time.
+cluster when ``RETAIL_SPARK_MASTER`` points at one (``RETAIL_SPARK_DRIVER_HOST`` is then an address the
+executors can reach, ``RETAIL_SPARK_DRIVER_BIND_ADDRESS`` the interface the driver listens on). Delta Lake and
+Spark's Kafka source come from the local jar cache, so no dependency is resolved at run time; ``spark.jars``
+ships them to the executors. A lake on ``s3a://`` adds the ``s3`` jar group (``make setup-s3``) and the
+``fs.s3a.*`` settings (docs/scale-out.md).
 
 Example::
 
@@ -22,12 +25,42 @@ from pyspark.sql import SparkSession
 from contracts.jars import jar_files
 from contracts.settings import Settings
 
-__all__ = ["build_spark_session", "spark_conf"]
+__all__ = ["build_spark_session", "spark_conf", "uses_s3a", "s3a_conf"]
+
+
+def uses_s3a(settings: Settings) -> bool:
+    """True when the lake or the checkpoints live on S3 (or an S3-compatible store) through Hadoop's S3A."""
+    return any(root.startswith("s3a://") for root in (settings.lake_root, settings.checkpoint_root))
+
+
+def s3a_conf(settings: Settings) -> dict[str, str]:
+    """The S3A connector's settings (Hadoop keys, prefixed ``spark.hadoop.``) and Delta's log store for s3a://.
+
+    Credentials are not settings: S3A's default chain reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile,
+    or the instance's / pod's IAM role; ``RETAIL_S3_CREDENTIALS_PROVIDER`` picks another provider class.
+    """
+    conf = {
+        "spark.hadoop.fs.s3a.path.style.access": str(settings.s3_path_style_access).lower(),
+        # Delta's default for s3a:// made explicit: safe with ONE writing driver per table at a time (see
+        # docs/scale-out.md; several writers need io.delta.storage.S3DynamoDBLogStore via RETAIL_SPARK_EXTRA_CONF)
+        "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
+    }
+    if settings.s3_endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = settings.s3_endpoint
+        # an http:// endpoint (a local S3-compatible server) is spoken to without TLS
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(settings.s3_endpoint.startswith("https")).lower()
+    if settings.s3_region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = settings.s3_region
+    if settings.s3_credentials_provider:
+        conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = settings.s3_credentials_provider
+    return conf
 
 
 def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
     """Every Spark setting the project relies on, as a plain dict (also handed to spark-submit)."""
-    jars = ",".join(str(path) for group in ("spark", "project") for path in jar_files(settings.jar_cache, group))
+    s3a = uses_s3a(settings)
+    groups = ("spark", "project", "s3") if s3a else ("spark", "project")
+    jars = ",".join(str(path) for group in groups for path in jar_files(settings.jar_cache, group))
     conf = {
         "spark.app.name": app_name,
         "spark.master": settings.spark_master,
@@ -49,10 +82,17 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": settings.spark_driver_memory,
         "spark.executor.memory": settings.spark_executor_memory,
+        # the address executors and the master reach the driver at, and the interface it listens on: both
+        # loopback on one machine; on a cluster the host's routable name and 0.0.0.0 (or that interface)
         "spark.driver.host": settings.spark_driver_host,
-        "spark.driver.bindAddress": settings.spark_driver_host,
+        "spark.driver.bindAddress": settings.spark_driver_bind_address,
         "spark.sql.adaptive.enabled": "true",
     }
+    if settings.spark_cores_max is not None:
+        conf["spark.cores.max"] = str(settings.spark_cores_max)
+    if s3a or settings.s3_endpoint:
+        conf.update(s3a_conf(settings))
+    conf.update(settings.spark_extra_conf)
     return conf
 
 
@@ -64,8 +104,13 @@ def build_spark_session(settings: Settings, app_name: str, extra_conf: dict[str,
     # executors must run the same interpreter as the driver, or pickled functions will not load
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    conf = {**spark_conf(settings, app_name), **(extra_conf or {})}
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # launched by spark-submit (Airflow's SparkSubmitOperator): the master on its command line, from the
+        # Airflow connection, decides where the job runs; a master set here would silently override it
+        conf.pop("spark.master", None)
     builder = SparkSession.builder
-    for key, value in {**spark_conf(settings, app_name), **(extra_conf or {})}.items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -238,15 +238,20 @@ def produce(
     progress_every_s: float = 5.0,
     out=sys.stderr,  # noqa: ANN001 - any text stream
 ) -> Counter[str]:
-    """Send records to Kafka (acks=all, key = product_id), paced at ``rate`` records/s when given.
+    """Send records to Kafka (acks=all, idempotent, key = product_id), paced at ``rate`` records/s when given.
 
-    Returns how many records of each kind were acknowledged by the broker.
+    Returns how many records of each kind were acknowledged by the broker. With acks=all a record is acknowledged
+    once every in-sync replica has it (at least min.insync.replicas on a cluster), and the idempotent producer
+    (producer id + sequence numbers) makes the broker drop a retried batch it already wrote, so a broker that
+    dies mid-send costs neither a record nor a duplicate.
     """
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
         **settings.kafka_python_options(),
         acks="all",
+        # explicit: a conflicting option then raises instead of silently switching idempotence off
+        enable_idempotence=True,
         linger_ms=5,
         batch_size=256 * 1024,
         compression_type=None,

@@ -63,6 +63,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         elif isinstance(value, bool):
             value = str(value).lower()
+        elif isinstance(value, dict):
+            value = json.dumps(value)  # pydantic-settings reads complex values as JSON
         env[f"RETAIL_{name.upper()}"] = str(value)
     return env
 

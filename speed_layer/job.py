@@ -38,6 +38,7 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 from contracts.parser import parse_kafka_records
 from contracts.settings import Settings
 from contracts.spark import build_spark_session
+from contracts.storage import delta_rs_location
 from contracts.tables import Lake
 from contracts.topics import ensure_topics, pipeline_topics
 from speed_layer.progress import ProgressRecorder
@@ -268,7 +269,8 @@ def run(settings: Settings, available_now: bool = False) -> int:
     """Entry point of `retail speed`: start the queries and wait; returns a process exit code."""
     spark = build_spark_session(settings, app_name="retail-speed-layer", extra_conf=speed_session_conf())
     lake = Lake(settings.lake_root, settings.checkpoint_root)
-    recorder = ProgressRecorder(lake.table("speed/progress"))
+    progress_uri, progress_options = delta_rs_location(lake.table("speed/progress"), settings)
+    recorder = ProgressRecorder(progress_uri, storage_options=progress_options)
     spark.streams.addListener(recorder)
     layer = SpeedLayer(spark, settings, available_now=available_now)
     print(

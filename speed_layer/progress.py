@@ -104,8 +104,10 @@ class ProgressRecorder(StreamingQueryListener):
     is idle from one that is gone; a query that terminates with an exception leaves a row with ``error`` set.
     """
 
-    def __init__(self, path: str, flush_every_s: float = 5.0) -> None:
+    def __init__(self, path: str, flush_every_s: float = 5.0, storage_options: dict[str, str] | None = None) -> None:
+        # written with delta-rs, not Spark: on object storage it needs its own options (contracts.storage)
         self.path = path
+        self.storage_options = storage_options
         self.flush_every_s = flush_every_s
         self._names: dict[str, str] = {}
         self._rows: queue.Queue[dict] = queue.Queue()  # type: ignore[type-arg]
@@ -148,7 +150,11 @@ class ProgressRecorder(StreamingQueryListener):
         from deltalake import write_deltalake
 
         write_deltalake(
-            self.path, pa.Table.from_pylist(rows, schema=PROGRESS_ARROW_SCHEMA), mode="append", schema_mode="merge"
+            self.path,
+            pa.Table.from_pylist(rows, schema=PROGRESS_ARROW_SCHEMA),
+            mode="append",
+            schema_mode="merge",
+            storage_options=self.storage_options,
         )
         return len(rows)
 
