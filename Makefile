@@ -13,7 +13,7 @@ DEMO_SECONDS ?= 300
 .PHONY: help setup up down status produce demo test test-fast lint lint-code format clean serve dashboard bench-serve
 
 help: ## list every target with one line each
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 setup: ## install everything missing: uv, the locked venv, JVM jars from Maven Central (idempotent)
 	@bash scripts/setup.sh
@@ -21,12 +21,15 @@ setup: ## install everything missing: uv, the locked venv, JVM jars from Maven C
 up: setup ## start the local Kafka broker (KRaft, 127.0.0.1:9092) and create the topics
 	@$(RETAIL) up
 
-down: ## stop everything this project started: background services, Airflow, the broker (no process left behind)
-	@if [ -x $(RETAIL) ]; then $(RETAIL) stop; $(RETAIL) airflow stop; $(RETAIL) down; else echo "nothing to stop (no venv)"; fi
+down: ## stop everything this project started: background services, Airflow, the broker, the clusters (no process left behind)
+	@if [ -x $(RETAIL) ]; then $(RETAIL) stop; $(RETAIL) airflow stop; $(RETAIL) down; \
+		$(RETAIL) cluster spark down; $(RETAIL) cluster kafka down; else echo "nothing to stop (no venv)"; fi
 
-status: ## show what runs, where, and the topics (broker, background services, Airflow)
+status: ## show what runs, where, and the topics (broker, background services, Airflow, the clusters)
 	@$(RETAIL) status || true
 	@$(RETAIL) airflow status || true
+	@$(RETAIL) cluster spark status | head -1 || true
+	@$(RETAIL) cluster kafka status | head -4 || true
 
 produce: ## send generated events to Kafka: make produce RATE=200 DURATION=30
 	@$(RETAIL) produce --rate $(RATE) --duration $(DURATION)
@@ -35,13 +38,14 @@ demo: ## make setup, then a retailer's day end to end: broker, speed layer, API,
 	@started=$$(date +%s.%N); $(MAKE) --no-print-directory setup && \
 		$(RETAIL) demo --started-at $$started --seed $(SEED) --yesterday-events $(DEMO_EVENTS) --live-seconds $(DEMO_SECONDS)
 
-test: ## lint (incl. the import contracts), then the whole test suite (own broker on free ports; installs chromium)
+test: ## lint (incl. the import contracts), then the whole test suite, cluster tests included (own brokers and clusters on free ports; installs chromium and the s3 jars)
 	@bash scripts/setup.sh --browser
+	@.venv/bin/python infra/fetch_jars.py --group s3
 	@$(MAKE) --no-print-directory lint-code
 	@$(PYTEST) tests
 
-test-fast: setup ## unit tests only (no broker, no Airflow, no browser)
-	@$(PYTEST) tests -m "not integration and not airflow and not browser"
+test-fast: setup ## unit tests only (no broker, no cluster, no Airflow, no browser)
+	@$(PYTEST) tests -m "not integration and not airflow and not browser and not cluster"
 
 lint: setup ## ruff lint + format check + the layering rules (import-linter contracts in pyproject.toml)
 	@$(MAKE) --no-print-directory lint-code
@@ -63,8 +67,8 @@ bench-serve: setup ## p50/p95 of the merged query over 30 days of minute data an
 	@.venv/bin/python -m benchmarks.serving
 
 clean: down ## delete everything the pipeline wrote (var/: lake, checkpoints, broker data) but keep the jar cache
-	@rm -rf var/lake var/checkpoints var/kafka var/airflow test-artifacts
-	@echo "removed var/lake var/checkpoints var/kafka var/airflow test-artifacts"
+	@rm -rf var/lake var/checkpoints var/kafka var/kafka-cluster var/spark-cluster var/airflow test-artifacts
+	@echo "removed var/lake var/checkpoints var/kafka var/kafka-cluster var/spark-cluster var/airflow test-artifacts"
 
 .PHONY: speed bench-speed
 speed: up ## run the speed layer until Ctrl-C (Kafka -> bronze, quarantine, rollups, inventory, alerts)
@@ -89,3 +93,24 @@ airflow-down: ## stop local Airflow (by process group; `make down` does this too
 
 bench-batch: setup ## time the batch recompute over EVENTS (10M) generated events, Spark vs DuckDB; writes BENCHMARKS.md
 	@.venv/bin/python -m benchmarks.batch --events $(EVENTS) --reuse
+
+# --- scale-out: Spark's and Kafka's own clustering on this machine (docs/scale-out.md) ---------------------
+.PHONY: spark-cluster spark-cluster-down kafka-cluster kafka-cluster-down setup-s3 bench-scale-out
+
+spark-cluster: setup ## start a Spark standalone master + 2 workers (1 core, 1g each) on 127.0.0.1:7077 (then RETAIL_SPARK_MASTER=spark://127.0.0.1:7077)
+	@$(RETAIL) cluster spark up
+
+spark-cluster-down: ## stop the Spark standalone cluster (workers, executors, master; by process group)
+	@$(RETAIL) cluster spark down
+
+kafka-cluster: setup ## start a 3-node Kafka cluster (KRaft, replication 3, min.insync.replicas 2) on 127.0.0.1:9192-9194 with the topics
+	@$(RETAIL) cluster kafka up
+
+kafka-cluster-down: ## stop the 3-node Kafka cluster (by process group)
+	@$(RETAIL) cluster kafka down
+
+setup-s3: setup ## fetch the jars for a lake on s3a:// (hadoop-aws + the AWS SDK modules it needs, 13 MB) into var/cache/jars/s3
+	@.venv/bin/python infra/fetch_jars.py --group s3
+
+bench-scale-out: setup ## time the batch job on local[2] vs the 2-worker Spark cluster, and speed latency on both -> docs/scale-out.md numbers
+	@.venv/bin/python -m benchmarks.scale_out

@@ -13,6 +13,7 @@ Commands:
   speed     run the speed layer: Kafka -> bronze + quarantine, minute rollups, inventory + alerts (Delta)
   batch     recompute exact batch views for a UTC day (+ lookback), validate, publish W, maintain
   airflow   start | stop | status the local Airflow (api-server, scheduler, dag-processor) for the batch DAG
+  cluster   spark | kafka  up | down | status: local Spark standalone / 3-node Kafka cluster (docs/scale-out.md)
 
 Every command reads its settings from RETAIL_* environment variables (docs/settings.md).
 """
@@ -182,6 +183,12 @@ def _cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if running or args.action == "status" else 1
 
 
+def _cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.clusters import cluster_command
+
+    return cluster_command(settings, args.kind, args.action)
+
+
 def _services(settings: Settings):  # type: ignore[no-untyped-def]
     from infra.services import Services
 
@@ -340,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     airflow = commands.add_parser("airflow", help="start | stop | status the local Airflow for the batch DAG")
     airflow.add_argument("action", choices=["start", "stop", "status"], help="what to do")
     airflow.set_defaults(run=_cmd_airflow)
+    cluster = commands.add_parser("cluster", help="local Spark standalone / Kafka cluster: up | down | status")
+    cluster.add_argument("kind", choices=["spark", "kafka"], help="which cluster")
+    cluster.add_argument("action", choices=["up", "down", "status"], help="what to do")
+    cluster.set_defaults(run=_cmd_cluster)
     return parser
 
 
