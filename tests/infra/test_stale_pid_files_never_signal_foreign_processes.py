@@ -56,7 +56,7 @@ def test_a_service_that_died_is_reported_with_its_last_error(tmp_path: Path) -> 
     services.log_file("speed").write_text(
         "speed layer running\n"
         "ERROR query rollups failed: [ARITHMETIC_OVERFLOW] Decimal overflow\n"
-        "  File \"speed_layer/job.py\", line 3\n"
+        '  File "speed_layer/job.py", line 3\n'
         "    at org.apache.spark.sql.Foo(Foo.scala:1)\n"
     )
     assert services.running() == {}
