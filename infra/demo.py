@@ -2,12 +2,14 @@
 
 What it does, in order (every step says what it waits for and for how long):
 
-1. starts the Kafka broker (KRaft) and creates the topics, then the API and the dashboard in the background;
-2. produces **yesterday** (UTC) in one burst: opening restocks and a compressed day of events with the diurnal
-   shape and a flash sale (``event_generator.retail_day``), then starts the speed layer;
-3. plays **today** live for ``--live-seconds``: event_time = now, at the diurnal rate of the current hour, with
-   late till sales from yesterday evening, a flash sale, and a product that sells out (a low-stock alert opens)
-   and is restocked (it resolves);
+1. starts the Kafka broker (KRaft) and creates the topics, then the speed layer, the API and the dashboard in
+   the background;
+2. produces **yesterday** (UTC) in one burst while the speed layer starts: opening restocks and a compressed day
+   of events with the diurnal shape and a flash sale (``event_generator.retail_day``);
+3. plays **today** live: event_time = now, at the diurnal rate of the current hour; ordinary trading until the
+   speed layer serves the first live number, then ``--live-seconds`` with the episodes: late till sales from
+   yesterday evening, a flash sale, and a product that sells out (a low-stock alert opens) and is restocked (it
+   resolves);
 4. once the first live number is served, starts Airflow (api-server, scheduler, dag-processor) and, when the
    speed layer's watermark has passed midnight, triggers one run of the ``retail_batch`` DAG over Airflow's
    REST API (unpause, then a dagRun with ``logical_date: null``: it recomputes yesterday), and follows it task
@@ -205,6 +207,7 @@ class Demo:
         self.w_at: float | None = None
         self.speed_watermark: datetime | None = None
         self.speed_failed: str | None = None
+        self.died: set[str] = set()
         # the batch run
         self.batch_status = "not started"
         self.batch_outcome: str | None = None  # success, failed, timeout, error, skipped
@@ -276,14 +279,15 @@ class Demo:
             f"arrive at +{self.plan.late_sales_at:.0f} s (seconds after the first live number)"
         )
         self._start_broker()
-        self._start_services(("api", "dashboard"))
+        # the speed layer starts before the burst: its JVM, Spark session and Delta tables take far longer (20 s and
+        # more) than producing the burst (a few seconds), so its first micro-batch still reads all of yesterday
+        self._start_services(("speed", "api", "dashboard"))
         self.say(f"dashboard {self.dashboard_url}   API {self.api_url}/api/health")
         with self.step(f"producing yesterday ({day.yesterday_date}) in one burst"):
             produce(
                 self._tally(day.yesterday(), "yesterday"), self.settings, rate=None, out=_Prefixed(self.out, "    ")
             )
         self.say(f"yesterday's purchases: {self._purchases('yesterday')}")
-        self._start_services(("speed",))
         threads = [threading.Thread(target=self._watch, name="demo-watch", daemon=True)]
         if options.batch:
             threads.append(threading.Thread(target=self._batch, name="demo-batch", daemon=True))
@@ -426,6 +430,15 @@ class Demo:
                 self._watch_alert(product)
             if tick % 2 == 0:
                 self._watch_health()
+            if tick % 5 == 0:
+                self._watch_services()
+
+    def _watch_services(self) -> None:
+        """Say once when a background service died (a port in use, a crash), with the last error of its log."""
+        for name, error in self.services.died().items():
+            if name not in self.died:
+                self.died.add(name)
+                self.say(f"{name.upper()} DIED: {error} (log {self.services.log_file(name)}; make status, make down)")
 
     def _watch_first_number(self, baseline: int | None) -> int | None:
         """Orders the speed layer serves since the live start's minute: the first answer is the baseline (what
@@ -562,6 +575,7 @@ class Demo:
         airflow.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False}, token=token)
         run = airflow.request("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None}, token=token)
         self.run_id = str(run["dag_run_id"])
+        self.batch_status = f"run {self.run_id} {run.get('state', 'queued')}"
         self.say(f"BATCH triggered: dag run {self.run_id} of {DAG_ID} (recomputes {self.day.yesterday_date})")
         self._follow_run(token)
 
