@@ -218,7 +218,10 @@ class RetailDay:
             Decimal("0.01"), (self.sale_product.unit_price * discount).quantize(Decimal("0.01"), ROUND_HALF_UP)
         )
         self.stock: dict[str, int] = {}
+        # every stock change per product in event-time order: (event time, +restock / -purchase)
+        self._changes: dict[str, list[tuple[datetime, int]]] = {}
         self._yesterday_stock: dict[str, int] | None = None
+        self._yesterday_changes: dict[str, list[tuple[datetime, int]]] = {}
         self.plan: LivePlan | None = None  # the live stream's plan, once its lead-in is over
 
     # --- one event ------------------------------------------------------------------------------
@@ -251,10 +254,12 @@ class RetailDay:
             event["unit_price"] = str(price if price is not None else product.unit_price)
             event["currency"] = self.config.currency
             event["order_id"] = f"o-{event_id}"
-        if apply and event_type is EventType.RESTOCK:
-            self.stock[product.product_id] = self.stock.get(product.product_id, 0) + int(quantity or 0)
-        elif apply and event_type is EventType.PURCHASE:
-            self.stock[product.product_id] = self.stock.get(product.product_id, 0) - int(quantity or 0)
+        if apply and event_type in (EventType.RESTOCK, EventType.PURCHASE):
+            delta = int(quantity or 0) if event_type is EventType.RESTOCK else -int(quantity or 0)
+            self.stock[product.product_id] = self.stock.get(product.product_id, 0) + delta
+            # the wire keeps milliseconds: so does the log, to compare with the speed layer's last_event_time
+            at = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+            self._changes.setdefault(product.product_id, []).append((at, delta))
         value = json.dumps(event, separators=(",", ":")).encode()
         return GeneratedRecord(key=product.product_id.encode(), value=value, kind=kind, event=event)
 
@@ -309,7 +314,7 @@ class RetailDay:
         """Opening restocks at 00:00, then ``yesterday_events`` events over the day in event-time order."""
         config = self.config
         rng = random.Random(f"yesterday-{config.seed}-{self.yesterday_date.isoformat()}")
-        self.stock = {}
+        self.stock, self._changes = {}, {}
         midnight = datetime.combine(self.yesterday_date, time(0), tzinfo=UTC)
         tag = f"d{config.seed}-{self.yesterday_date:%Y%m%d}"
         for product in self.catalogue:
@@ -328,6 +333,7 @@ class RetailDay:
                 yield self._ordinary(rng, f"{tag}-{index:06d}", moment, on_sale, self._above_safety)
                 index += 1
         self._yesterday_stock = dict(self.stock)
+        self._yesterday_changes = {product: list(changes) for product, changes in self._changes.items()}
 
     def stock_after_yesterday(self) -> dict[str, int]:
         """Stock per product at the end of yesterday (generating yesterday once if it has not been)."""
@@ -356,7 +362,7 @@ class RetailDay:
     def live(
         self,
         start: datetime,
-        observe_stock: Callable[[], Mapping[str, int]] | None = None,
+        observe_stock: Callable[[], Mapping[str, tuple[int, datetime | None]]] | None = None,
         lead_in: Callable[[float], bool] | None = None,
     ) -> Iterator[tuple[float, GeneratedRecord]]:
         """(offset in seconds after ``start``, record) of the live stream, in offset order; event_time is
@@ -365,14 +371,16 @@ class RetailDay:
         ``lead_in(offset)`` (optional): while it answers True, only ordinary trading; the episodes of the plan
         (``self.plan``, set then) start at the first offset where it answers False, and the stream ends
         ``live_seconds`` after that. The demo holds the episodes until the speed layer serves live numbers, so
-        they happen on screen. ``observe_stock`` (optional) returns the real stock per product; it is called when
-        the flash sale and when the sell-out begin, and overrides the generator's own count for the products it
-        names."""
+        they happen on screen. ``observe_stock`` (optional) returns the real stock per product with the event time
+        of the newest event it includes (None: everything so far); it is called when the flash sale and when the
+        sell-out begin, and overrides the generator's own count for the products it names, plus the changes
+        generated after that event time (so a lagging observer is caught up)."""
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware (UTC)")
         config = self.config
         self.plan = None
         self.stock = self.stock_after_yesterday()
+        self._changes = {product: list(changes) for product, changes in self._yesterday_changes.items()}
         rng = random.Random(f"live-{config.seed}-{start.isoformat()}")
         tag = f"d{config.seed}-{start.astimezone(UTC):%Y%m%dT%H%M%S}"
         index, offset = 0, 0.0
@@ -400,7 +408,8 @@ class RetailDay:
             observed = observe_stock()
             for product in self.catalogue:
                 if product.product_id in observed:
-                    self.stock[product.product_id] = int(observed[product.product_id])
+                    stock, as_of = observed[product.product_id]
+                    self.stock[product.product_id] = self._catch_up(product.product_id, int(stock), as_of)
 
         first = index  # the lead-in's events came first
         for index, offset in enumerate(offsets, start=first):
@@ -439,6 +448,18 @@ class RetailDay:
                         continue
             on_sale = plan.sale_start <= offset < plan.sale_end
             yield offset, self._ordinary(rng, event_id, moment, on_sale, purchasable)
+
+    def _catch_up(self, product_id: str, stock: int, as_of: datetime | None) -> int:
+        """An observed stock that includes the product's events up to ``as_of`` (its newest event time), plus the
+        changes generated after it that the observer has not applied yet (the speed layer lags a little)."""
+        if as_of is None:
+            return stock
+        unseen = 0
+        for moment, delta in reversed(self._changes.get(product_id, [])):
+            if moment <= as_of:
+                break
+            unseen += delta
+        return stock + unseen
 
     def _late_sales(self, rng: random.Random, tag: str) -> Iterator[GeneratedRecord]:
         """Till sales of yesterday evening (22:00-24:00) that a shop's offline tills send only now: late for the

@@ -378,13 +378,18 @@ class Demo:
         count, revenue = self.purchases[bucket]
         return f"{count:,} = {revenue} {self.settings.currency}"
 
-    def _observe_stock(self) -> dict[str, int]:
-        """The stock the speed layer serves, once it serves live events (before that: the generator's count)."""
+    def _observe_stock(self) -> dict[str, tuple[int, datetime | None]]:
+        """The stock the speed layer serves and the newest event time it includes, once it serves live events
+        (before that: nothing, the generator keeps its own count)."""
         if self.first_live_at is None:
             return {}
         answer = self.api("/api/inventory")
         rows = answer.get("rows", []) if isinstance(answer, dict) else []
-        return {str(row["product_id"]): int(row["stock"]) for row in rows if row.get("stock") is not None}
+        return {
+            str(row["product_id"]): (int(row["stock"]), _parse_time(row.get("last_event_time")))
+            for row in rows
+            if row.get("stock") is not None
+        }
 
     def _status(self, rate: float | None = None) -> str:
         parts = []
