@@ -1,0 +1,242 @@
+"""`retail demo` (what `make demo` runs after setup) end to end, watched in headless Chromium.
+
+A short demo on free ports with every folder under a temporary directory: the broker, the speed layer, the API,
+the dashboard, yesterday's burst, a live stream with its episodes, Airflow and one run of the batch DAG. The page
+must show the sell-out product's low-stock alert open and then resolved, and after the batch run W, final (batch)
+revenue for yesterday and provisional (speed) revenue for today, to the cent of what the demo produced, and the
+reconciliation of the late till sales. Everything the demo started is stopped at the end, also on failure.
+Screenshots: test-artifacts/demo-alert-open.png, test-artifacts/demo-after-batch.png.
+
+Slow by nature (Airflow, five spark-submits, a speed layer on two busy cores): about 10-25 minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from contracts.settings import PROJECT_ROOT
+from event_generator.retail_day import DayConfig, RetailDay
+from serving_layer.dashboard import ids
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.airflow, pytest.mark.integration, pytest.mark.timeout(2700)]
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+SEED = 11
+YESTERDAY_EVENTS = 3000
+LIVE_SECONDS = 120
+PEAK_RATE = 6.0
+_FIGURE = """
+const graph = document.querySelector('#%s .js-plotly-plot');
+if (!graph || !graph.data || !graph.layout) { return null; }
+return {range: graph.layout.xaxis && graph.layout.xaxis.range,
+        traces: graph.data.map(t => ({name: t.name, x: t.x || [], y: t.y || []}))};
+"""
+
+
+def demo_day_config() -> DayConfig:
+    """The day the demo below plays (the test regenerates yesterday from it; test_demo_driver checks they agree)."""
+    return DayConfig(seed=SEED, yesterday_events=YESTERDAY_EVENTS, live_seconds=LIVE_SECONDS, peak_rate=PEAK_RATE)
+
+
+@dataclass
+class RunningDemo:
+    process: subprocess.Popen[bytes]
+    log: Path
+    env: dict[str, str]
+    dashboard_url: str
+    api_url: str
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _retail(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "retail_cli.main", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[RunningDemo]:
+    ports = {
+        name: free_port()
+        for name in ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "API_PORT", "DASHBOARD_PORT", "AIRFLOW_PORT")
+    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RETAIL_")}
+    env.update({f"RETAIL_{name}": str(port) for name, port in ports.items()})
+    env.update(
+        RETAIL_LAKE_ROOT=str(tmp_path / "lake"),
+        RETAIL_CHECKPOINT_ROOT=str(tmp_path / "checkpoints"),
+        RETAIL_KAFKA_DATA_DIR=str(tmp_path / "kafka"),
+        RETAIL_RUN_DIR=str(tmp_path / "run"),
+        RETAIL_AIRFLOW_HOME=str(tmp_path / "airflow"),
+    )
+    log = tmp_path / "demo.log"
+    command = [sys.executable, "-m", "retail_cli.main", "demo", "--seed", str(SEED)]
+    command += ["--yesterday-events", str(YESTERDAY_EVENTS), "--live-seconds", str(LIVE_SECONDS)]
+    command += ["--peak-rate", str(PEAK_RATE), "--batch-timeout", "1800"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    running = RunningDemo(
+        process=process,
+        log=log,
+        env=env,
+        dashboard_url=f"http://127.0.0.1:{ports['DASHBOARD_PORT']}/",
+        api_url=f"http://127.0.0.1:{ports['API_PORT']}",
+    )
+    try:
+        yield running
+    finally:
+        if process.poll() is None:  # a failure mid-demo: SIGTERM makes the demo stop what it started
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        # after a normal run the services keep running until `make down`: the same commands here
+        for args in (("stop",), ("airflow", "stop"), ("down",)):
+            _retail(env, *args)
+        print("\n[demo log]\n" + running.output()[-6000:])
+    assert all(_port_free(port) for port in ports.values()), "a listener of the demo survived make down"
+    assert not list((tmp_path / "run").glob("*.pid")) and not list((tmp_path / "airflow").glob("*.pid"))
+
+
+def _wait(condition, timeout: float, what: str, demo: RunningDemo, every: float = 2.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if demo.process.poll() is not None and demo.process.returncode != 0:
+            pytest.fail(f"the demo exited {demo.process.returncode} while waiting for {what}:\n{demo.output()[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{demo.output()[-4000:]}")
+        time.sleep(every)
+
+
+def _money(text: str) -> Decimal:
+    return Decimal(text.replace(",", ""))
+
+
+def _produced(output: str, bucket: str) -> Decimal:
+    """Revenue of the purchases the demo says it produced (its own tally of what it sent)."""
+    label = {"yesterday": "yesterday's purchases", "today": "today's purchases", "late": "late till sales of yesterday"}
+    match = re.search(re.escape(label[bucket]) + r": ([\d,]+) = ([\d.]+) ", output)
+    assert match, f"no '{label[bucket]}' line in the demo's output"
+    return Decimal(match.group(2))
+
+
+def _figure(browser) -> dict | None:  # type: ignore[no-untyped-def]
+    return browser.driver.execute_script(_FIGURE % ids.REVENUE_GRAPH)
+
+
+def _bar_sum(figure: dict, name: str) -> Decimal:
+    traces = [t for t in figure["traces"] if t["name"] == name]
+    return sum((Decimal(str(v)) for t in traces for v in t["y"]), Decimal("0.00")).quantize(Decimal("0.01"))
+
+
+def _yesterday_revenue_from(start: datetime, day: RetailDay, late_in_window: Decimal) -> Decimal:
+    """Final revenue of yesterday's buckets from ``start`` on: the burst's purchases (regenerated from the seed)
+    plus the late till sales (all of them lie in 22:00-24:00, inside every 24-hour window)."""
+    total = Decimal("0.00")
+    for record in day.yesterday():
+        event = record.event or {}
+        moment = datetime.fromisoformat(str(event["event_time"]).replace("Z", "+00:00"))
+        if event["event_type"] == "purchase" and moment.replace(second=0, microsecond=0) >= start:
+            total += int(event["quantity"]) * Decimal(str(event["unit_price"]))
+    return total + late_in_window
+
+
+def test_demo_shows_final_and_provisional_revenue_an_alert_that_opens_and_resolves_and_w(
+    demo: RunningDemo,
+    dash_br,  # type: ignore[no-untyped-def]
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    began = time.monotonic()
+    today = datetime.now(UTC).date()
+    day = RetailDay(demo_day_config(), today)
+    product = day.sell_out_product.product_id
+
+    _wait(lambda: _answers(demo.dashboard_url), 300, "the dashboard to answer", demo)
+    browser = dash_br
+    browser.driver.set_window_size(1440, 1300)
+    browser.driver.get(demo.dashboard_url)
+    browser.wait_for_element(f"#{ids.WINDOW}", timeout=60)
+    browser.select_dcc_dropdown(f"#{ids.WINDOW}", value="last 24 hours")
+
+    # the sell-out: the alert opens on the page (episodes begin once the speed layer serves live numbers) ...
+    alerts = f"#{ids.ALERTS_LIST}"
+    browser.wait_for_contains_text(alerts, "1 open alert(s)", timeout=900)
+    browser.wait_for_contains_text(alerts, product, timeout=30)
+    browser.driver.save_screenshot(str(ARTIFACTS / "demo-alert-open.png"))
+    opened = time.monotonic() - began
+    # ... and resolves after the restock
+    browser.wait_for_contains_text(alerts, "0 open alert(s), 1 resolved", timeout=600)
+    resolved = time.monotonic() - began
+
+    # the demo returns once the batch run is over; the services keep running until `make down`
+    _wait(lambda: demo.process.poll() is not None, 2400, "the demo to finish (the batch run)", demo, every=5)
+    output = demo.output()
+    assert demo.process.returncode == 0, output[-4000:]
+    assert "BATCH SUCCESS" in output and "W = " in output
+    finished = time.monotonic() - began
+
+    # W on the page: yesterday is final up to today's midnight
+    browser.wait_for_text_to_equal(f"#{ids.HIGH_WATER_MARK}", f"W: {today:%Y-%m-%d} 00:00 UTC", timeout=120)
+
+    # provisional: every purchase of today's live stream, to the cent; final: yesterday's purchases in the window
+    # plus the late till sales that only the batch counted
+    today_revenue, late = _produced(output, "today"), _produced(output, "late")
+    assert today_revenue > 0 and late > 0
+
+    def both_sides() -> dict | None:
+        figure = _figure(browser)
+        if not figure or not figure["range"]:
+            return None
+        start = datetime.fromisoformat(str(figure["range"][0]).replace(" ", "T")).replace(tzinfo=UTC)
+        expected = (_yesterday_revenue_from(start, day, late), today_revenue)
+        got = (_bar_sum(figure, "batch (final)"), _bar_sum(figure, "speed (provisional)"))
+        return figure if got == expected else None
+
+    _wait(both_sides, 120, "final and provisional revenue on the page to match what the demo produced", demo)
+    # the reconciliation compares yesterday's hours: the speed layer missed exactly the late till sales
+    summary = f"#{ids.RECONCILIATION_SUMMARY}"
+    browser.wait_for_contains_text(summary, "buckets compared", timeout=60)
+    browser.wait_for_contains_text(summary, f"a difference of -{late:,}", timeout=60)
+    browser.driver.save_screenshot(str(ARTIFACTS / "demo-after-batch.png"))
+    print(
+        f"\n[demo test] alert open on the page after {opened:.0f} s, resolved after {resolved:.0f} s, "
+        f"demo finished (batch run over) after {finished:.0f} s"
+    )
+    assert browser.get_logs() == [], "the browser console reported errors"
