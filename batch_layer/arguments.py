@@ -12,8 +12,15 @@ __all__ = ["STEPS", "add_arguments"]
 STEPS: tuple[str, ...] = ("validate-input", "recompute", "validate-views", "publish", "maintain")
 
 
+def _days(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 366:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 366 days, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --date | --start/--end, --lookback-days, --step and --run-id to ``parser``."""
+    """Add --date | --start/--end, --lookback-days, --step, --run-id and --dedup-guard-days to ``parser``."""
     parser.add_argument("--date", help="the UTC day to recompute, YYYY-MM-DD (default: yesterday)")
     parser.add_argument("--start", help="data interval start, ISO-8601 (snapped to its UTC day)")
     parser.add_argument("--end", help="data interval end, ISO-8601 (exclusive; snapped to its UTC day)")
@@ -25,3 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookback-days", type=int, default=None, help="extra days recomputed before the interval")
     parser.add_argument("--step", default="all", choices=["all", *STEPS], help="one step, or all of them (default)")
     parser.add_argument("--run-id", default=None, help="run id (required with --step; generated otherwise)")
+    parser.add_argument(
+        "--dedup-guard-days",
+        type=_days,
+        default=0,
+        help="deduplicate over the range's partitions plus this many days on each side (default 0: a duplicate "
+        "carries its event's event_time, so the range's own partitions hold every copy)",
+    )

@@ -1,15 +1,33 @@
-"""Table maintenance after a batch run: OPTIMIZE (bin-packing compaction) and VACUUM with a safe retention.
+"""Table maintenance after a batch run: OPTIMIZE (bin-packing compaction) and VACUUM, only where there is work.
 
-- bronze/events: only closed partitions (event_date older than ``closed_after_days`` days before today) are
-  compacted; the partitions the speed layer still appends to are left alone. Compaction writes no new data
-  (dataChange=false), so it is allowed on the append-only table and never conflicts with blind appends.
-- speed and batch tables: compacted whole. The speed layer MERGEs into some of them; if a concurrent commit
-  wins, OPTIMIZE fails on our side with a concurrent-modification error, which is recorded and skipped (the
-  next night tries again) rather than failing the run.
-- VACUUM with ``retention_hours`` (at least 168 h = 7 days; Delta 4 takes it from the table property
-  ``delta.deletedFileRetentionDuration``, which is set only when it differs) on every table, so
-  readers pinned to versions of the last week (the serving layer reads batch views at validated versions) and
-  streaming queries never lose files.
+What is looked at first, without a Spark job (delta-rs reads the Delta log): the table's version, its files per
+partition, its retention property, and the files a VACUUM would delete. Spark (OPTIMIZE, VACUUM) runs only
+when that says there is something to do, so an idle table costs milliseconds, not a dozen Spark jobs.
+
+- A table whose version is the one recorded after the last maintenance (``batch/maintenance.json``) is skipped,
+  unless that maintenance is older than the retention (files it could not delete yet may be deletable now).
+- bronze/events: only closed partitions (event_date older than ``closed_after_days`` days before today) that hold
+  ``MIN_FILES_TO_COMPACT`` (10) or more small files are compacted; the partitions the speed layer still appends
+  to are left alone. Compaction writes no new data (dataChange=false), so it is allowed on the append-only table
+  and never conflicts with the stream's blind appends.
+- speed tables (the speed layer's ``durable`` query MERGEs into them every ~30 s) and the other tables with
+  ``MIN_FILES_TO_COMPACT`` or more small files: compacted whole. A commit that lands between our read and our
+  commit makes OPTIMIZE fail with a concurrent-modification error: it is retried (``optimize_attempts`` times,
+  with a short back-off), then skipped and reported (the next night tries again). The speed layer's MERGE
+  retries its own conflicts.
+- The MERGE targets of the speed layer (speed/sales_minute, speed/inventory, speed/alerts) are compacted while
+  the speed layer runs: when our OPTIMIZE commits first, the durable query's MERGE gets a concurrent-modification
+  error and redoes itself (``speed_layer.sinks.merge_once`` retries every Delta conflict; its transaction id keeps
+  the redo exactly-once). The report says whether the speed layer was running (a driver heartbeat in
+  speed/progress less than ``LIVE_HEARTBEAT_SECONDS`` old).
+- batch views: never compacted. Each night's publish writes one file per view for its range and the
+  replaceWhere rewrites only the files overlapping that range; a compacted file spanning all history would be
+  rewritten by every publish (cost growing with history).
+- VACUUM (``VACUUM ... LITE``, through the Delta log) only when delta-rs finds files past the retention. Delta 4
+  takes the retention from the table property ``delta.deletedFileRetentionDuration`` and ignores VACUUM's own
+  RETAIN argument, so the property decides: maintenance never ALTERs a table (a metadata commit conflicts with
+  the stream's appends, which do not retry). Tables the batch layer creates get the property at creation; a
+  table whose property is shorter than ``retention_hours`` is not vacuumed, and the report says so.
 
 Example::
 
@@ -18,76 +36,115 @@ Example::
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import time
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from contracts.tables import Lake
 
-__all__ = ["MIN_RETENTION_HOURS", "maintain", "optimize", "vacuum"]
+__all__ = [
+    "LIVE_HEARTBEAT_SECONDS",
+    "MIN_FILES_TO_COMPACT",
+    "MIN_RETENTION_HOURS",
+    "maintain",
+    "optimize",
+    "retention_hours_of",
+    "speed_layer_heartbeat",
+    "vacuum",
+]
 
 MIN_RETENTION_HOURS = 168
 _RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
+_DEFAULT_RETENTION = "interval 1 week"
+_SPEED_TABLES = ("speed/sales_minute", "speed/inventory", "speed/alerts")
 _COMPACTED = (
-    "speed/sales_minute",
-    "speed/inventory",
-    "speed/alerts",
+    *_SPEED_TABLES,
     "speed/progress",
     "bronze/quarantine",
-    "batch/sales_minute",
-    "batch/sales_hour",
-    "batch/sales_day",
     "batch/runs",
 )
+_NOT_COMPACTED = ("batch/sales_minute", "batch/sales_hour", "batch/sales_day")
+# compact a table (or a closed bronze partition) once it has this many small files: bronze gets one file per
+# micro-batch (thousands a day) and the speed tables one per MERGE, while batch/runs gains one a night and is
+# not worth a rewrite every night (Delta's own auto-compaction waits for 50)
+MIN_FILES_TO_COMPACT = 10
+# the speed layer writes a driver heartbeat every few seconds (speed_layer.progress): one this recent means it runs
+LIVE_HEARTBEAT_SECONDS = 120
+_MERGE_TARGETS = _SPEED_TABLES
 
 
-def _is_delta(spark: SparkSession, path: str) -> bool:
+def _delta_rs(path: str, settings: Any = None):  # type: ignore[no-untyped-def]
+    from deltalake import DeltaTable
+
+    from batch_layer.store import delta_rs_location
+
+    uri, options = delta_rs_location(path, settings)
+    if not DeltaTable.is_deltatable(uri, storage_options=options):
+        return None
+    return DeltaTable(uri, storage_options=options)
+
+
+def _is_conflict(error: BaseException) -> bool:
+    return "Concurrent" in type(error).__name__ + str(error) or "DELTA_CONCURRENT" in str(error)
+
+
+def optimize(spark: SparkSession, path: str, where: str | None = None, attempts: int = 1) -> dict[str, Any]:
+    """Compact one table (optionally only the partitions matching ``where``); returns Delta's file metrics.
+
+    A concurrent commit that conflicts is retried up to ``attempts`` times in all (0.5 s, 1 s, 1.5 s ... apart).
+    """
     from delta.tables import DeltaTable
 
-    return bool(DeltaTable.isDeltaTable(spark, path))
+    for attempt in range(1, attempts + 1):
+        try:
+            builder = DeltaTable.forPath(spark, path).optimize()
+            if where:
+                builder = builder.where(where)
+            row = builder.executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+            result = {"files_added": int(row[0] or 0), "files_removed": int(row[1] or 0)} if row else {}
+            return {**result, "attempts": attempt}
+        except Exception as error:  # noqa: BLE001 - only a lost race is retried
+            if not _is_conflict(error) or attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
-def _file_count(spark: SparkSession, path: str) -> int:
-    from delta.tables import DeltaTable
-
-    return int(DeltaTable.forPath(spark, path).detail().select("numFiles").first()[0] or 0)
-
-
-def optimize(spark: SparkSession, path: str, where: str | None = None) -> dict[str, Any]:
-    """Compact one table (optionally only the partitions matching ``where``); returns Delta's file metrics."""
-    from delta.tables import DeltaTable
-
-    builder = DeltaTable.forPath(spark, path).optimize()
-    if where:
-        builder = builder.where(where)
-    row = builder.executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
-    return {"files_added": int(row[0] or 0), "files_removed": int(row[1] or 0)} if row else {}
+def retention_hours_of(properties: dict[str, str]) -> float | None:
+    """Hours of a table's ``delta.deletedFileRetentionDuration`` (Delta's default 1 week when unset)."""
+    return _hours(properties.get(_RETENTION_PROPERTY, _DEFAULT_RETENTION))
 
 
-def vacuum(spark: SparkSession, path: str, retention_hours: int) -> None:
-    """Delete files no version of the last ``retention_hours`` hours needs (>= 168 h enforced)."""
+def vacuum(spark: SparkSession, path: str, retention_hours: int) -> dict[str, Any]:
+    """Delete files no version of the table's retention needs, when that retention is >= ``retention_hours``.
+
+    Never alters the table: Delta uses the table property (``retention_hours_of``); a table whose property is
+    shorter than ``retention_hours`` (>= 168 h enforced) is left alone and reported.
+    """
     from delta.tables import DeltaTable
 
     if retention_hours < MIN_RETENTION_HOURS:
         raise ValueError(f"retention_hours must be >= {MIN_RETENTION_HOURS} (7 days), got {retention_hours}")
-    table = DeltaTable.forPath(spark, path)
-    # Delta 4 ignores VACUUM's own retention argument and uses the table property (default: 1 week), so the
-    # property is set, as a metadata commit, only when the setting asks for something else than it holds
-    properties = table.detail().select("properties").first()[0] or {}
-    current = properties.get(_RETENTION_PROPERTY, "interval 1 week")
-    if _hours(current) != retention_hours:
-        spark.sql(
-            f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES "
-            f"('{_RETENTION_PROPERTY}' = 'interval {retention_hours} hours')"
-        )
+    table = _delta_rs(path)
+    properties = dict(table.metadata().configuration) if table is not None else {}
+    effective = retention_hours_of(properties)
+    if effective is None or effective < retention_hours:
+        return {
+            "vacuum": f"skipped: the table's {_RETENTION_PROPERTY} is "
+            f"{properties.get(_RETENTION_PROPERTY, _DEFAULT_RETENTION)!r}, shorter than {retention_hours} h "
+            "(set it at table creation; maintenance never alters a table)"
+        }
     try:
         # LITE finds unreferenced files through the Delta log instead of listing the whole table directory
         spark.sql(f"VACUUM delta.`{path}` LITE")
     except Exception as error:  # noqa: BLE001 - LITE refuses when the log no longer covers the retention window
         if "LITE" not in str(error).upper():
             raise
-        table.vacuum()
+        DeltaTable.forPath(spark, path).vacuum()
+    return {"vacuum": "done", "retention_hours": effective}
 
 
 def _hours(interval: str) -> float | None:
@@ -103,6 +160,50 @@ def _hours(interval: str) -> float | None:
         return None
 
 
+def _small_files(table: Any, min_file_size: int) -> dict[tuple[tuple[str, Any], ...], int]:
+    """Files smaller than ``min_file_size`` per partition (the files OPTIMIZE would bin-pack)."""
+    counts: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
+    import pyarrow as pa
+
+    files = pa.table(table.get_add_actions(flatten=True))
+    wanted = [name for name in files.column_names if name == "size_bytes" or name.startswith("partition.")]
+    actions = files.select(wanted).to_pylist()
+    for action in actions:
+        if int(action.get("size_bytes") or 0) >= min_file_size:
+            continue
+        partition = tuple(sorted((k, v) for k, v in action.items() if k.startswith("partition.")))
+        counts[partition] += 1
+    return counts
+
+
+def _vacuum_candidates(table: Any, hours: float) -> int | None:
+    """How many files a VACUUM with the table's retention would delete now (None: delta-rs cannot tell)."""
+    try:
+        return len(table.vacuum(retention_hours=int(hours), dry_run=True, enforce_retention_duration=False))
+    except Exception:  # noqa: BLE001 - e.g. a table feature delta-rs does not read: let Spark decide
+        return None
+
+
+def speed_layer_heartbeat(lake: Lake, settings: Any = None) -> datetime | None:
+    """The newest driver heartbeat of the speed layer in speed/progress (query "driver", batch_id -1, no error)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = _delta_rs(lake.table("speed/progress"), settings)
+    if table is None:
+        return None
+    names = {field.name for field in table.schema().fields}
+    columns = ["query", "batch_id", "timestamp"] + (["error"] if "error" in names else [])
+    rows = pa.table(table.to_pyarrow_table(columns=columns))
+    beats = pc.and_(pc.equal(rows["query"], "driver"), pc.equal(rows["batch_id"], -1))
+    if "error" in rows.column_names:
+        beats = pc.and_(beats, pc.is_null(rows["error"]))
+    newest = pc.max(rows.filter(beats)["timestamp"]).as_py()
+    if newest is None:
+        return None
+    return newest.astimezone(UTC) if newest.tzinfo else newest.replace(tzinfo=UTC)
+
+
 def maintain(
     spark: SparkSession,
     lake: Lake,
@@ -110,31 +211,97 @@ def maintain(
     closed_after_days: int,
     retention_hours: int,
     optimize_speed_tables: bool = True,
+    *,
+    previous: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    optimize_attempts: int = 4,
+    settings: Any = None,
 ) -> dict[str, Any]:
-    """OPTIMIZE then VACUUM every table that exists; returns what was done per table (JSON-able)."""
+    """OPTIMIZE then VACUUM every table that exists and has work; returns what was done per table (JSON-able)
+    and, under ``"_state"``, the versions to record for the next maintenance (``previous``)."""
     if closed_after_days < 1:
         raise ValueError(f"closed_after_days must be >= 1, got {closed_after_days}")
     if retention_hours < MIN_RETENTION_HOURS:
         raise ValueError(f"retention_hours must be >= {MIN_RETENTION_HOURS} (7 days), got {retention_hours}")
-    report: dict[str, Any] = {}
+    now = now or datetime.now(UTC)
+    previous = previous or {}
+    min_file_size = int(spark.conf.get("spark.databricks.delta.optimize.minFileSize", str(1024**3)) or 1024**3)
     newest_closed = today - timedelta(days=closed_after_days + 1)
-    targets: list[tuple[str, str | None]] = [("bronze/events", f"event_date <= DATE'{newest_closed:%Y-%m-%d}'")]
-    targets += [(name, None) for name in _COMPACTED if optimize_speed_tables or not name.startswith("speed/")]
-    for name, where in targets:
+    report: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+    heartbeat = speed_layer_heartbeat(lake, settings)
+    speed_live = heartbeat is not None and now - heartbeat < timedelta(seconds=LIVE_HEARTBEAT_SECONDS)
+    names = ["bronze/events", *_COMPACTED, *_NOT_COMPACTED]
+    for name in names:
         path = lake.table(name)
-        if not _is_delta(spark, path):
+        table = _delta_rs(path, settings)
+        if table is None:
             continue
-        entry: dict[str, Any] = {"optimize_where": where}
-        try:
-            if where is None and _file_count(spark, path) < 2:
-                entry["optimize"] = "skipped: fewer than 2 files"
+        version = int(table.version())
+        seen = previous.get(name) or {}
+        seen_at = datetime.fromisoformat(seen["at"]) if seen.get("at") else None
+        if seen.get("version") == version and seen_at and now - seen_at < timedelta(hours=retention_hours):
+            report[name] = {"skipped": f"unchanged since the maintenance of {seen['at']} (version {version})"}
+            state[name] = seen
+            continue
+        entry: dict[str, Any] = {"version_before": version}
+        # --- OPTIMIZE ---------------------------------------------------------------------------------
+        if name in _NOT_COMPACTED:
+            entry["optimize"] = "skipped: batch views are never compacted (publish would rewrite history)"
+        elif name in _MERGE_TARGETS and not optimize_speed_tables:
+            entry["optimize"] = "skipped: RETAIL_BATCH_OPTIMIZE_SPEED_TABLES=false"
+        else:
+            small = _small_files(table, min_file_size)
+            if name == "bronze/events":
+                closed = sorted(
+                    {
+                        str(dict(partition).get("partition.event_date"))
+                        for partition, count in small.items()
+                        if count >= MIN_FILES_TO_COMPACT
+                        and dict(partition).get("partition.event_date") is not None
+                        and _as_date(dict(partition)["partition.event_date"]) <= newest_closed
+                    }
+                )
+                where = "event_date IN (" + ", ".join(f"DATE'{day}'" for day in closed) + ")" if closed else None
+                entry["optimize_where"] = where
+                entry["optimize"] = (
+                    optimize(spark, path, where, optimize_attempts)
+                    if where
+                    else f"skipped: no closed partition with {MIN_FILES_TO_COMPACT} or more small files"
+                )
+            elif any(count >= MIN_FILES_TO_COMPACT for count in small.values()):
+                try:
+                    entry["optimize"] = optimize(spark, path, None, optimize_attempts)
+                except Exception as error:  # noqa: BLE001 - a race lost every time: reported, tried next night
+                    if not _is_conflict(error):
+                        raise
+                    entry["optimize"] = (
+                        f"skipped after {optimize_attempts} attempts lost to concurrent commits: "
+                        f"{str(error).splitlines()[0][:200]}"
+                    )
             else:
-                entry["optimize"] = optimize(spark, path, where)
-        except Exception as error:  # noqa: BLE001 - a lost race with a streaming commit is retried next night
-            if "Concurrent" not in type(error).__name__ + str(error):
-                raise
-            entry["optimize"] = f"skipped: {str(error).splitlines()[0][:200]}"
-        vacuum(spark, path, retention_hours)
+                entry["optimize"] = f"skipped: fewer than {MIN_FILES_TO_COMPACT} small files"
+        # --- VACUUM -----------------------------------------------------------------------------------
+        table = _delta_rs(path, settings)
+        properties = dict(table.metadata().configuration)
+        hours = retention_hours_of(properties)
+        if hours is None or hours < retention_hours:
+            entry.update(vacuum(spark, path, retention_hours))
+        else:
+            candidates = _vacuum_candidates(table, hours)
+            if candidates == 0:
+                entry["vacuum"] = f"skipped: no file past the retention of {hours:g} h"
+            else:
+                entry.update(vacuum(spark, path, retention_hours))
+                entry["vacuum_candidates"] = candidates
         entry["vacuum_retention_hours"] = retention_hours
+        after = _delta_rs(path, settings)
+        state[name] = {"version": int(after.version()), "at": now.isoformat()}
         report[name] = entry
+    report["_speed_layer"] = {"heartbeat": heartbeat.isoformat() if heartbeat else None, "running": speed_live}
+    report["_state"] = state
     return report
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))

@@ -1,12 +1,15 @@
 """The I/O edge of the batch layer: Delta reads and writes, the batch/runs table, run files under the lake.
 
-Everything goes through Spark (Delta, and Hadoop's FileSystem for the small JSON files) so a lake root on
-object storage works the same as a local folder.
+Data goes through Spark (Delta, and Hadoop's FileSystem for the small JSON files) so a lake root on object storage
+works the same as a local folder. Small metadata reads that need no Spark job (table versions, speed/progress,
+batch/runs, the staged views for the reconciliation) go through delta-rs (``deltalake``), which reads the same
+tables without a JVM; delta-rs never writes here (one writer per table: Spark).
 
 Layout under the lake root (besides the tables of DESIGN.md)::
 
-    batch/_staging/<run>/sales_minute|sales_hour|sales_day|daily_totals   results of `recompute`, per run
-    batch/reports/<run>/state.json, validate_input.json, recompute.json, validate_views.json, publish.json
+    batch/_staging/<run>/views              results of `recompute` (all grains, partitioned by grain), per run
+    batch/reports/<run>/state.json, validate_input.json, recompute.json, validate_views.json, publish.json, ...
+    batch/maintenance.json                  table versions and times of the last maintenance (skips idle tables)
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from batch_layer.interval import Coverage, Marks, RunRecord, SpeedProgress, parse_moment
 from contracts.tables import TABLE_SCHEMAS, Lake
 
-__all__ = ["BatchStore", "RunRow", "VIEW_TABLES"]
+__all__ = ["BatchStore", "RunRow", "VIEW_TABLES", "delta_rs_location"]
 
 VIEW_TABLES: dict[str, str] = {"minute": "batch/sales_minute", "hour": "batch/sales_hour", "day": "batch/sales_day"}
 STATUS_SUCCEEDED = "succeeded"
 STATUS_FAILED = "failed"
+STAGED_VIEWS = "views"
+RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
 
 
 def _safe(run_id: str) -> str:
@@ -36,6 +42,23 @@ def _safe(run_id: str) -> str:
 
 def _sql_ts(moment: datetime) -> str:
     return f"TIMESTAMP'{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}'"
+
+
+def delta_rs_location(uri: str, settings: Any = None) -> tuple[str, dict[str, str] | None]:
+    """(uri, storage options) for delta-rs: Hadoop's ``s3a://`` is ``s3://`` there, with the S3 settings."""
+    if not uri.startswith("s3a://"):
+        return uri, None
+    options: dict[str, str] = {}
+    endpoint = getattr(settings, "s3_endpoint", None)
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if getattr(settings, "s3_region", None):
+        options["AWS_REGION"] = settings.s3_region
+    if getattr(settings, "s3_path_style_access", False):
+        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+    return "s3://" + uri[len("s3a://") :], options
 
 
 @dataclass(frozen=True)
@@ -69,15 +92,25 @@ class BatchStore:
         store.write_view("day", view_df, interval.range_start, interval.range_end)
     """
 
-    def __init__(self, spark: SparkSession, lake: Lake) -> None:
+    def __init__(self, spark: SparkSession, lake: Lake, settings: Any = None) -> None:
         self.spark = spark
         self.lake = lake
+        self.settings = settings
 
     # --- generic --------------------------------------------------------------------------------
     def exists(self, path: str) -> bool:
-        from delta.tables import DeltaTable
+        """Whether ``path`` holds a Delta table (read through delta-rs: no Spark job)."""
+        from deltalake import DeltaTable
 
-        return bool(DeltaTable.isDeltaTable(self.spark, path))
+        uri, options = delta_rs_location(path, self.settings)
+        return bool(DeltaTable.is_deltatable(uri, storage_options=options))
+
+    def delta_rs(self, path: str, version: int | None = None):  # type: ignore[no-untyped-def]
+        """The delta-rs handle of a table (latest version unless ``version``)."""
+        from deltalake import DeltaTable
+
+        uri, options = delta_rs_location(path, self.settings)
+        return DeltaTable(uri, version=version, storage_options=options)
 
     def _fs(self, uri: str):  # type: ignore[no-untyped-def]
         jvm = self.spark.sparkContext._jvm
@@ -108,9 +141,7 @@ class BatchStore:
             fs.delete(path, True)
 
     def latest_version(self, path: str) -> int:
-        from delta.tables import DeltaTable
-
-        return int(DeltaTable.forPath(self.spark, path).history(1).select("version").first()[0])
+        return int(self.delta_rs(path).version())
 
     # --- run files ------------------------------------------------------------------------------
     def report_uri(self, run_id: str, name: str) -> str:
@@ -125,23 +156,48 @@ class BatchStore:
         text = self.read_text(self.report_uri(run_id, name))
         return None if text is None else json.loads(text)
 
-    def staging_uri(self, run_id: str, name: str) -> str:
+    def delete_json(self, run_id: str, name: str) -> None:
+        self.delete_tree(self.report_uri(run_id, name))
+
+    def lake_json(self, name: str) -> dict[str, Any]:
+        text = self.read_text(f"{self.lake.root.rstrip('/')}/batch/{name}")
+        return {} if text is None else json.loads(text)
+
+    def write_lake_json(self, name: str, payload: dict[str, Any]) -> None:
+        self.write_text(f"{self.lake.root.rstrip('/')}/batch/{name}", json.dumps(payload, indent=2, sort_keys=True))
+
+    # --- staging --------------------------------------------------------------------------------
+    def staging_uri(self, run_id: str, name: str = STAGED_VIEWS) -> str:
         return f"{self.lake.root.rstrip('/')}/batch/_staging/{_safe(run_id)}/{name}"
 
-    def write_staging(self, run_id: str, name: str, frame: DataFrame) -> None:
-        """Overwrite one staging table of the run (a retry replaces what an earlier try left)."""
-        (
-            frame.write.format("delta")
-            .mode("overwrite")
-            .option("overwriteSchema", "true")
-            .save(self.staging_uri(run_id, name))
-        )
+    def write_staging(self, run_id: str, frame: DataFrame) -> int:
+        """Overwrite the run's staged views (all grains, partitioned by grain); returns the staged version.
 
-    def read_staging(self, run_id: str, name: str) -> DataFrame:
-        return self.spark.read.format("delta").load(self.staging_uri(run_id, name))
+        A retry replaces what an earlier try left; the version tells validate-views and publish apart.
+        """
+        uri = self.staging_uri(run_id)
+        (frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").partitionBy("grain").save(uri))
+        return self.latest_version(uri)
+
+    def read_staging(self, run_id: str, version: int | None = None) -> DataFrame:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.staging_uri(run_id))
+
+    def staged_rows(self, run_id: str, version: int | None = None) -> dict[str, int]:
+        """Rows per grain of the staged views, from the Delta log's file statistics (no data read)."""
+        import pyarrow as pa
+
+        actions = pa.table(self.delta_rs(self.staging_uri(run_id), version).get_add_actions(flatten=True)).to_pylist()
+        rows: dict[str, int] = {}
+        for action in actions:
+            grain = action.get("partition.grain")
+            rows[str(grain)] = rows.get(str(grain), 0) + int(action.get("num_records") or 0)
+        return rows
 
     def staging_exists(self, run_id: str) -> bool:
-        return all(self.exists(self.staging_uri(run_id, name)) for name in ("sales_minute", "sales_hour", "sales_day"))
+        return self.exists(self.staging_uri(run_id))
 
     def drop_stale_staging(self, older_than_hours: float, now: datetime) -> list[str]:
         """Delete staging folders of runs that never published (a failed validation) after ``older_than_hours``."""
@@ -167,29 +223,58 @@ class BatchStore:
             return self.spark.createDataFrame([], TABLE_SCHEMAS["bronze/events"])
         return self.spark.read.format("delta").load(path)
 
-    def speed_watermark(self) -> tuple[bool, datetime | None]:
-        """(speed/progress exists, the speed layer's watermark now).
+    def speed_progress(self) -> SpeedProgress:
+        """What speed/progress says now (delta-rs; no Spark job).
 
-        The watermark is each query's latest non-null watermark, and the smallest of those over the queries
-        that have one (the most careful reading when several stateful queries run).
+        The speed watermark is each query's newest non-null watermark, and the smallest of those over the
+        queries that have one (the most careful reading when several stateful queries run). Bronze is caught up
+        at the trigger time of its newest committed micro-batch with no offsets behind latest. Rows with
+        batch_id -1 (heartbeats, errors) are no micro-batch and count for neither.
         """
+        import pyarrow.compute as pc
+
         path = self.lake.table("speed/progress")
         if not self.exists(path):
-            return False, None
-        progress = self.spark.read.format("delta").load(path).where(F.col("watermark").isNotNull())
-        latest = progress.groupBy("query").agg(F.max_by("watermark", "timestamp").alias("watermark"))
-        row = latest.agg(F.min("watermark").alias("watermark")).first()
-        value = row["watermark"] if row else None
-        return True, None if value is None else _aware(value)
+            return SpeedProgress(exists=False)
+        table = self.delta_rs(path).to_pyarrow_table(
+            columns=["query", "batch_id", "timestamp", "watermark", "offsets_behind"]
+        )
+        table = table.filter(pc.greater_equal(table["batch_id"], 0))
+        newest: dict[str, tuple[datetime, datetime]] = {}
+        caught_up: datetime | None = None
+        for row in table.to_pylist():
+            at = row["timestamp"]
+            if at is None:
+                continue
+            at = _aware(at)
+            if row["watermark"] is not None:
+                current = newest.get(row["query"])
+                if current is None or at >= current[0]:
+                    newest[row["query"]] = (at, _aware(row["watermark"]))
+            if row["query"] == "bronze" and row["offsets_behind"] == 0 and (caught_up is None or at > caught_up):
+                caught_up = at
+        watermark = min((mark for _, mark in newest.values()), default=None)
+        return SpeedProgress(exists=True, watermark=watermark, bronze_caught_up_at=caught_up)
 
     # --- views ----------------------------------------------------------------------------------
+    def create_view_table(self, grain: str) -> None:
+        """Create an empty batch view table with the maintenance's retention as a property (set at creation, so
+        maintenance never alters a table)."""
+        path = self.lake.table(VIEW_TABLES[grain])
+        self._create(path, TABLE_SCHEMAS[VIEW_TABLES[grain]])
+
+    def _create(self, path: str, schema: str) -> None:
+        hours = getattr(self.settings, "vacuum_retention_hours", 168)
+        properties = f" TBLPROPERTIES ('{RETENTION_PROPERTY}' = 'interval {hours} hours')" if hours != 168 else ""
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS delta.`{path}` ({schema}) USING delta{properties}")
+
     def write_view(self, grain: str, view: DataFrame, start: datetime, end: datetime) -> int:
         """Replace exactly the buckets in ``[start, end)`` of one batch view; returns the new table version."""
         path = self.lake.table(VIEW_TABLES[grain])
         predicate = f"bucket_start >= {_sql_ts(start)} AND bucket_start < {_sql_ts(end)}"
-        ordered = view.select(*[F.col(c) for c in _columns("batch/sales_minute")])
+        ordered = view.select(*[F.col(c) for c in _columns("batch/sales_minute")]).sortWithinPartitions("bucket_start")
         if not self.exists(path):
-            self.spark.createDataFrame([], TABLE_SCHEMAS[VIEW_TABLES[grain]]).write.format("delta").save(path)
+            self.create_view_table(grain)
         ordered.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(path)
         return self.latest_version(path)
 
@@ -204,19 +289,30 @@ class BatchStore:
         path = self.lake.table("batch/runs")
         return self.spark.read.format("delta").load(path) if self.exists(path) else None
 
+    def run_rows(self) -> list[dict[str, Any]]:
+        """Every row of batch/runs as a dict with UTC datetimes (delta-rs; no Spark job)."""
+        path = self.lake.table("batch/runs")
+        if not self.exists(path):
+            return []
+        rows = self.delta_rs(path).to_pyarrow_table().to_pylist()
+        return [{k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row.items()} for row in rows]
+
+    def run_records(self) -> list[RunRecord]:
+        return [run_record(row) for row in self.run_rows()]
+
     def current_high_water_mark(self) -> datetime | None:
-        """W now: the newest high-water mark of a succeeded run (it never moves backwards, so also the largest)."""
-        runs = self.runs()
-        if runs is None:
-            return None
-        row = runs.where(F.col("status") == STATUS_SUCCEEDED).agg(F.max("high_water_mark").alias("w")).first()
-        return None if row is None or row["w"] is None else _aware(row["w"])
+        """W now: the high-water mark of the published row (the largest; it never moves backwards)."""
+        from batch_layer.interval import served_marks
+
+        return served_marks(self.run_records())[1].high
+
+    def current_marks(self) -> Marks:
+        from batch_layer.interval import served_marks
+
+        return served_marks(self.run_records())[1]
 
     def succeeded_runs(self) -> list[dict[str, Any]]:
-        runs = self.runs()
-        if runs is None:
-            return []
-        return [row.asDict() for row in runs.where(F.col("status") == STATUS_SUCCEEDED).collect()]
+        return [row for row in self.run_rows() if row.get("status") == STATUS_SUCCEEDED]
 
     def upsert_run(self, row: RunRow) -> None:
         """Insert or replace the row of ``row.run_id``: a retried step rewrites its own row only.
@@ -228,10 +324,36 @@ class BatchStore:
             [tuple(getattr(row, c) for c in _columns("batch/runs"))], TABLE_SCHEMAS["batch/runs"]
         )
         if not self.exists(path):
-            frame.write.format("delta").save(path)
-            return
+            self._create(path, TABLE_SCHEMAS["batch/runs"])
         quoted = row.run_id.replace("'", "''")
         frame.write.format("delta").mode("overwrite").option("replaceWhere", f"run_id = '{quoted}'").save(path)
+
+
+def run_record(row: dict[str, Any]) -> RunRecord:
+    """The high-water-mark view of one batch/runs row: its coverage and the (L, W) it published."""
+    report: dict[str, Any] = {}
+    if row.get("validation_report"):
+        try:
+            report = json.loads(row["validation_report"]) or {}
+        except ValueError:
+            report = {}
+    marks_report = report.get("high_water_mark") or {}
+    until = marks_report.get("complete_until")
+    low = marks_report.get("low")
+    coverage = None
+    if row.get("status") == STATUS_SUCCEEDED and until and row.get("interval_start") is not None:
+        coverage = Coverage(_aware(row["interval_start"]), parse_moment(str(until)))
+    high = row.get("high_water_mark")
+    return RunRecord(
+        run_id=str(row["run_id"]),
+        succeeded=row.get("status") == STATUS_SUCCEEDED,
+        coverage=coverage,
+        marks=Marks(
+            low=parse_moment(str(low)) if low and high is not None else None,
+            high=_aware(high) if high is not None else None,
+        ),
+        finished_at=_aware(row["finished_at"]) if row.get("finished_at") is not None else None,
+    )
 
 
 def _columns(table: str) -> list[str]:
@@ -240,5 +362,8 @@ def _columns(table: str) -> list[str]:
 
 
 def _aware(value: datetime) -> datetime:
-    # Spark hands timestamps to Python as naive datetimes in the Python process's local zone
-    return value.astimezone(UTC) if value.tzinfo else value.astimezone().astimezone(UTC)
+    # Spark hands timestamps to Python as naive datetimes in the Python process's local zone; delta-rs gives aware
+    # UTC values (or naive UTC for timestamp_ntz)
+    if value.tzinfo is not None:
+        return value.astimezone(UTC)
+    return value.replace(tzinfo=UTC)

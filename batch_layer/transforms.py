@@ -9,21 +9,26 @@ Metrics come from ``contracts.metrics.sales_rollup`` (the same definition the sp
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from contracts.events import MAX_QUANTITY, MAX_UNIT_PRICE, MONEY_TYPE, EventType
-from contracts.metrics import GRAINS, Grain, money_total, revenue_of, sales_rollup
+from contracts.metrics import GRAINS, TOTAL_KEY, Grain, money_total, revenue_of, sales_rollup
 
 __all__ = [
     "VIEW_COLUMNS",
+    "STAGED_COLUMNS",
     "TOTAL_COLUMNS",
+    "DEDUP_COLUMNS",
     "in_range",
     "in_partitions",
+    "candidate_rows",
     "deduplicate_events",
+    "first_copies",
     "build_view",
+    "build_views",
     "daily_totals",
     "bronze_checks",
     "view_checks",
@@ -43,6 +48,24 @@ VIEW_COLUMNS: tuple[str, ...] = (
     "run_id",
     "computed_at",
 )
+# the staged views: every grain in one table
+STAGED_COLUMNS: tuple[str, ...] = ("grain", *VIEW_COLUMNS)
+# what deduplication and the views need of a bronze row (the rest of bronze is never read by the recompute)
+DEDUP_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "event_type",
+    "event_time",
+    "user_id",
+    "product_id",
+    "category",
+    "quantity",
+    "unit_price",
+    "ingest_time",
+    "kafka_timestamp",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+)
 # daily_totals output columns
 TOTAL_COLUMNS: tuple[str, ...] = ("day", "revenue", "orders", "units", "distinct_users", "events")
 
@@ -59,6 +82,12 @@ def _ts(moment: datetime) -> Column:
     if moment.tzinfo is None:
         raise ValueError(f"bounds must be timezone-aware UTC datetimes, got the naive {moment!r}")
     return F.lit(moment).cast("timestamp")
+
+
+def _utc_date(moment: datetime) -> date:
+    if moment.tzinfo is None:
+        raise ValueError(f"bounds must be timezone-aware UTC datetimes, got the naive {moment!r}")
+    return moment.astimezone(UTC).date()
 
 
 def in_range(bronze: DataFrame, start: datetime, end: datetime) -> DataFrame:
@@ -84,36 +113,54 @@ def in_partitions(bronze: DataFrame, start: datetime, end: datetime) -> DataFram
     return bronze.where((F.col("event_date") >= _ts(start).cast("date")) & (F.col("event_date") <= last_day))
 
 
-def deduplicate_events(bronze: DataFrame, start: datetime, end: datetime) -> DataFrame:
-    """One row per event_id, deduplicated over all of bronze, for the events whose first copy lies in the range.
+def candidate_rows(bronze: DataFrame, start: datetime, end: datetime, guard_days: int = 0) -> DataFrame:
+    """The bronze rows that can be copies of the events of ``[start, end)``: those filed under its event dates,
+    widened by ``guard_days`` on both sides (partition pruning on event_date; nothing else of bronze is read).
 
-    ``bronze`` is the whole master dataset (every partition): a copy of an event that bronze received earlier
-    under another date still wins, so an event is never counted in two intervals. Among the copies of one
-    event_id the one with the earliest (ingest_time, kafka_timestamp, topic, partition, offset) is kept.
+    A duplicate is a re-send of the same event and carries the same event_time (docs/design.md, "Time
+    semantics"), so it is filed under the same event_date: the range's own partitions hold every copy and
+    ``guard_days=0`` is exact. A guard also finds copies whose event time was changed by up to that many days.
+
+    Required columns: event_date. Output grain: one row per bronze row of those partitions.
+    """
+    if guard_days < 0:
+        raise ValueError(f"guard_days must be >= 0, got {guard_days}")
+    first = _utc_date(start) - timedelta(days=guard_days)
+    # the last date holding a moment before ``end`` (end is exclusive)
+    last = _utc_date(end - timedelta(microseconds=1)) + timedelta(days=guard_days)
+    return bronze.where((F.col("event_date") >= F.lit(first)) & (F.col("event_date") <= F.lit(last)))
+
+
+def first_copies(bronze: DataFrame, start: datetime, end: datetime) -> DataFrame:
+    """One row per event_id of ``bronze`` (its first copy), kept when its event time lies in ``[start, end)``.
+
+    Among the copies of one event_id the one with the earliest (ingest_time, kafka_timestamp, topic, partition,
+    offset, event_time) wins (nulls last); the event belongs to the interval of that copy's event time, so no
+    event is counted in two intervals. One shuffle by event_id and a sort within it: ``row_number() = 1``, which
+    Spark plans as a per-partition top-1 before the shuffle (measured about twice as fast as ``min_by`` of a
+    struct, which Spark cannot hash-aggregate).
+
+    Required columns: event_id and the ordering columns. Output grain: one row per distinct event_id whose kept
+    copy has its event time in ``[start, end)``; the input's columns.
+    """
+    first_copy = Window.partitionBy("event_id").orderBy(*[F.col(name).asc_nulls_last() for name in _FIRST_COPY])
+    return (
+        bronze.withColumn("_copy", F.row_number().over(first_copy))
+        .where((F.col("_copy") == 1) & (F.col("event_time") >= _ts(start)) & (F.col("event_time") < _ts(end)))
+        .drop("_copy")
+    )
+
+
+def deduplicate_events(bronze: DataFrame, start: datetime, end: datetime) -> DataFrame:
+    """One row per event_id of ``bronze``, for the events whose first copy lies in ``[start, end)``.
+
+    ``bronze`` is every row that can be a copy of those events: all of the master dataset, or (what the job
+    passes) ``candidate_rows`` of the range. See ``first_copies`` for the rule.
 
     Required columns: the bronze/events columns. Output grain: one row per distinct event_id whose kept copy has
     its event time in ``[start, end)``; bronze's columns.
     """
-    wanted = in_range(bronze, start, end)
-    ids = wanted.select("event_id").distinct()
-    # the winner is chosen on a narrow projection of all history, then joined back to the rows of the range
-    first_copy = Window.partitionBy("event_id").orderBy(*[F.col(name).asc_nulls_last() for name in _FIRST_COPY])
-    winners = (
-        bronze.select(*_COPY_KEY, "event_time")
-        .join(ids, on="event_id", how="left_semi")
-        .withColumn("_copy", F.row_number().over(first_copy))
-        .where(F.col("_copy") == 1)
-        .select(*[F.col(name).alias(f"_w_{name}") for name in _COPY_KEY])
-    )
-    match = F.lit(True)
-    for name in _COPY_KEY:
-        match = match & F.col(name).eqNullSafe(F.col(f"_w_{name}"))
-    return (
-        wanted.join(winners, on=match, how="inner")
-        .select(*bronze.columns)
-        # identical copies without Kafka coordinates (a backfill writing bronze directly) tie: keep one
-        .dropDuplicates(["event_id"])
-    )
+    return first_copies(bronze, start, end)
 
 
 def build_view(events: DataFrame, grain: Grain, run_id: str, computed_at: datetime) -> DataFrame:
@@ -130,6 +177,80 @@ def build_view(events: DataFrame, grain: Grain, run_id: str, computed_at: dateti
         .withColumn("computed_at", _ts(computed_at))
         .select(*VIEW_COLUMNS)
     )
+
+
+_GRAIN_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def _floor(seconds: Column, grain: str) -> Column:
+    # epoch-aligned UTC buckets, as sales_rollup's window(): independent of the session time zone
+    return seconds - F.pmod(seconds, F.lit(_GRAIN_SECONDS[grain]))
+
+
+def build_views(events: DataFrame, run_id: str, computed_at: datetime) -> DataFrame:
+    """The exact views of every grain in one frame (``grain`` column), computing distinct users once.
+
+    Same numbers as ``sales_rollup(events, grain, users="exact")`` for each grain (tested), but one pass over the
+    events instead of three: the sales events are first reduced to per-(minute, dimension, key, user) cells with
+    their revenue, orders and units; a minute bucket is the sum of its cells and its distinct users the number of
+    its non-null users. Hour cells are the minute cells re-grouped by (hour, dimension, key, user), and day cells
+    the hour cells re-grouped the same way: each step only shrinks the data, and a user active in several minutes
+    of an hour is one cell of that hour, so exact distinct counts roll up (sums of minute counts would not).
+    Revenue is summed unnarrowed (DECIMAL(38,2)) through the chain and narrowed per bucket by ``money_total``,
+    so a bucket past DECIMAL(18,2) is NULL exactly as in ``sales_rollup``.
+
+    Required columns: those of ``sales_rollup``. Output grain: one row per (grain, bucket_start, dimension, key);
+    columns STAGED_COLUMNS.
+    """
+    is_purchase = F.col("event_type") == F.lit(_PURCHASE)
+    dimension_keys = F.array(
+        F.struct(F.lit("total").alias("dimension"), F.lit(TOTAL_KEY).alias("key")),
+        F.struct(F.lit("product").alias("dimension"), F.col("product_id").alias("key")),
+        F.struct(F.lit("category").alias("dimension"), F.coalesce(F.col("category"), F.lit("unknown")).alias("key")),
+    )
+    lines = events.where(F.col("event_type").isin(_WITH_USER)).select(
+        _floor(F.unix_seconds("event_time"), "minute").alias("bucket"),
+        F.inline(dimension_keys),
+        "user_id",
+        F.when(is_purchase, revenue_of(F.col("quantity"), F.col("unit_price"))).alias("line_revenue"),
+        F.when(is_purchase, F.lit(1)).alias("line_order"),
+        F.when(is_purchase, F.col("quantity")).alias("line_units"),
+    )
+    cells = lines.groupBy("bucket", "dimension", "key", "user_id").agg(
+        F.sum("line_revenue").cast("decimal(38,2)").alias("revenue"),
+        F.count("line_order").alias("orders"),
+        F.sum("line_units").cast("long").alias("units"),
+    )
+    frames = []
+    for grain in ("minute", "hour", "day"):
+        if grain != "minute":
+            cells = cells.groupBy(_floor(F.col("bucket"), grain).alias("bucket"), "dimension", "key", "user_id").agg(
+                F.sum("revenue").cast("decimal(38,2)").alias("revenue"),
+                F.sum("orders").alias("orders"),
+                F.sum("units").cast("long").alias("units"),
+            )
+        buckets = cells.groupBy("bucket", "dimension", "key").agg(
+            money_total(F.coalesce(F.sum("revenue"), F.lit(0))).alias("revenue"),
+            F.coalesce(F.sum("orders"), F.lit(0)).cast("long").alias("orders"),
+            F.coalesce(F.sum("units"), F.lit(0)).cast("long").alias("units"),
+            F.count("user_id").alias("distinct_users"),
+        )
+        frames.append(
+            buckets.select(
+                F.lit(grain).alias("grain"),
+                F.timestamp_seconds("bucket").alias("bucket_start"),
+                F.timestamp_seconds(F.col("bucket") + F.lit(_GRAIN_SECONDS[grain])).alias("bucket_end"),
+                "dimension",
+                "key",
+                "revenue",
+                "orders",
+                "units",
+                "distinct_users",
+                F.lit(run_id).alias("run_id"),
+                _ts(computed_at).alias("computed_at"),
+            )
+        )
+    return frames[0].unionByName(frames[1]).unionByName(frames[2])
 
 
 def daily_totals(events: DataFrame) -> DataFrame:
@@ -189,20 +310,22 @@ def bronze_checks(rows: DataFrame, now: datetime, future_tolerance_s: int) -> Da
     )
 
 
-def view_checks(views: dict[str, DataFrame]) -> DataFrame:
+def view_checks(views: dict[str, DataFrame] | DataFrame) -> DataFrame:
     """All views in one frame with a ``grain`` column, so one suite checks them together.
 
+    ``views``: one frame per grain, or the staged views (STAGED_COLUMNS: already one frame with ``grain``).
     Required columns: VIEW_COLUMNS. Output grain: one row per view row; grain plus VIEW_COLUMNS, plus
     ``bucket_ok`` (the bucket is exactly one grain long and aligned).
     """
-    frames = []
-    for grain, view in views.items():
-        frames.append(view.select(F.lit(grain).alias("grain"), *VIEW_COLUMNS))
-    if not frames:
-        raise ValueError("views must hold at least one grain")
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame)
+    if isinstance(views, DataFrame):
+        union = views.select(*STAGED_COLUMNS)
+    else:
+        frames = [view.select(F.lit(grain).alias("grain"), *VIEW_COLUMNS) for grain, view in views.items()]
+        if not frames:
+            raise ValueError("views must hold at least one grain")
+        union = frames[0]
+        for frame in frames[1:]:
+            union = union.unionByName(frame)
     seconds = F.col("bucket_end").cast("long") - F.col("bucket_start").cast("long")
     expected = F.when(F.col("grain") == "minute", 60).when(F.col("grain") == "hour", 3600).otherwise(86400).cast("long")
     return union.withColumn(

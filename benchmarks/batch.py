@@ -27,7 +27,8 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -92,26 +93,374 @@ def generate(lake_root: str, events: int, days: int, seed: int) -> dict[str, Any
     return {"events": events, "days": days, "generate_s": round(seconds, 1), "path": path}
 
 
+# --- a lake with N days of history, laid out like the speed layer writes it (for the nightly run) ----------
+_TS_TYPE = "timestamp[us, tz=UTC]"
+
+
+def _bronze_arrow_schema():  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            ("schema_version", pa.int32()),
+            ("event_id", pa.string()),
+            ("event_type", pa.string()),
+            ("event_time", ts),
+            ("user_id", pa.string()),
+            ("product_id", pa.string()),
+            ("category", pa.string()),
+            ("quantity", pa.int32()),
+            ("unit_price", pa.decimal128(18, 2)),
+            ("currency", pa.string()),
+            ("order_id", pa.string()),
+            ("kafka_topic", pa.string()),
+            ("kafka_partition", pa.int32()),
+            ("kafka_offset", pa.int64()),
+            ("kafka_timestamp", ts),
+            ("ingest_time", ts),
+            ("event_date", pa.date32()),
+        ]
+    )
+
+
+def _day_events(day: date, events: int, seed: int, first_offset: int) -> dict[str, Any]:
+    """One UTC day of generated events as numpy columns: 1 % re-sent duplicates, 2 % ingested 90 minutes late."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, day.toordinal()])
+    day_us = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1_000_000)
+    times = day_us + np.sort(rng.integers(0, 86_400_000_000, events))
+    serial = np.arange(events)
+    ids = np.char.add(f"e{day:%Y%m%d}-", serial.astype(str))
+    roll = rng.integers(0, 100, events)
+    kinds = np.where(
+        roll < 70, "page_view", np.where(roll < 85, "add_to_cart", np.where(roll < 96, "purchase", "restock"))
+    )
+    product = rng.integers(1, 51, events)
+    delay = np.where(rng.random(events) < 0.02, 90 * 60_000_000, 1_000_000)
+    duplicate = rng.random(events) < 0.01
+    pick = np.concatenate([serial, serial[duplicate]])  # a duplicate is a re-send of the same event, later
+    ingest = (times + delay)[pick] + np.where(np.arange(len(pick)) >= events, 5_000_000, 0)
+    order = np.argsort(ingest, kind="stable")
+    pick, ingest = pick[order], ingest[order]
+    return {
+        "ids": ids[pick],
+        "kinds": kinds[pick],
+        "times": times[pick],
+        "users": np.char.add("u", rng.integers(0, 2_000, events).astype(str))[pick],
+        "product": product[pick],
+        "quantity": rng.integers(1, 4, events)[pick],
+        "ingest": ingest,
+        "offsets": first_offset + np.arange(len(pick)),
+    }
+
+
+def _bronze_table(columns: dict[str, Any]):  # type: ignore[no-untyped-def]
+    import numpy as np
+    import pyarrow as pa
+
+    kinds = columns["kinds"]
+    is_purchase = kinds == "purchase"
+    categories = np.array(["books", "electronics", "garden", "kitchen", "toys", "sports"])
+    product = columns["product"]
+    prices = [
+        Decimal(int(cents)).scaleb(-2) if buy else None
+        for cents, buy in zip((product * 997) % 49_900 + 100, is_purchase, strict=True)
+    ]
+    quantity = np.where(kinds == "page_view", 0, columns["quantity"] * np.where(kinds == "restock", 20, 1))
+    times = pa.array(columns["times"], pa.timestamp("us", tz="UTC"))
+    return pa.table(
+        {
+            "schema_version": pa.array(np.ones(len(kinds), dtype=np.int32)),
+            "event_id": pa.array(columns["ids"].tolist(), pa.string()),
+            "event_type": pa.array(kinds.tolist(), pa.string()),
+            "event_time": times,
+            "user_id": pa.array(
+                [None if k == "restock" else u for k, u in zip(kinds, columns["users"], strict=True)], pa.string()
+            ),
+            "product_id": pa.array([f"p{p:04d}" for p in product], pa.string()),
+            "category": pa.array(categories[product % 6].tolist(), pa.string()),
+            "quantity": pa.array(quantity.astype(np.int32), mask=quantity == 0),
+            "unit_price": pa.array(prices, pa.decimal128(18, 2)),
+            "currency": pa.array(np.where(is_purchase, "EUR", None).tolist(), pa.string()),
+            "order_id": pa.array(
+                [f"o-{i}" if buy else None for i, buy in zip(columns["ids"], is_purchase, strict=True)], pa.string()
+            ),
+            "kafka_topic": pa.array(["retail.events"] * len(kinds), pa.string()),
+            "kafka_partition": pa.array((product % 3).astype(np.int32)),
+            "kafka_offset": pa.array(columns["offsets"].astype(np.int64)),
+            "kafka_timestamp": pa.array(columns["ingest"], pa.timestamp("us", tz="UTC")),
+            "ingest_time": pa.array(columns["ingest"], pa.timestamp("us", tz="UTC")),
+            "event_date": pa.compute.cast(pa.compute.cast(times, pa.timestamp("us", tz="UTC")), pa.date32()),
+        },
+        schema=_bronze_arrow_schema(),
+    )
+
+
+def history_rows(last_day: date, history_days: int, events_per_day: int, seed: int = 11):  # type: ignore[no-untyped-def]
+    """Every bronze row of ``history_days`` UTC days ending with ``last_day`` (pyarrow), in ingest order."""
+    import pyarrow as pa
+
+    first = last_day - timedelta(days=history_days - 1)
+    offset = 0
+    tables = []
+    for index in range(history_days):
+        columns = _day_events(first + timedelta(days=index), events_per_day, seed, offset)
+        offset += len(columns["ids"])
+        tables.append(_bronze_table(columns))
+    return pa.concat_tables(tables)
+
+
+def _micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def land(
+    lake_root: str,
+    rows: Any,
+    ingest_from: datetime | None,
+    ingest_to: datetime | None,
+    compacted_before: datetime | None,
+) -> int:
+    """Append the bronze rows ingested in ``[ingest_from, ingest_to)`` the way the speed layer would have.
+
+    Rows ingested before ``compacted_before`` land in one commit (earlier nights compacted them, one file per
+    partition); the others in one commit per 30 minutes of ingest time, like bronze micro-batches (late events
+    go to their own older partitions). The speed tables get one small MERGE-like file per 2 hours, speed/progress
+    a bronze batch caught up at ``ingest_to`` and a rollups watermark 5 minutes before it, plus heartbeats.
+    A Delta checkpoint is written at the end (Spark's writers checkpoint every 10 commits). Returns the commits.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable, write_deltalake
+
+    from contracts.tables import Lake
+
+    lake = Lake(lake_root, lake_root + "/_checkpoints")
+    ingest = pc.cast(rows["ingest_time"], pa.int64()).to_numpy()
+    low = _micros(ingest_from) if ingest_from else int(ingest.min())
+    high = _micros(ingest_to) if ingest_to else int(ingest.max()) + 1
+    window = (ingest >= low) & (ingest < high)
+    config = {"delta.appendOnly": "true"}
+    commits = 0
+    compacted = window & (ingest < (_micros(compacted_before) if compacted_before else low))
+    if compacted.any():
+        write_deltalake(
+            lake.bronze_events,
+            rows.filter(pa.array(compacted)),
+            partition_by=["event_date"],
+            mode="append",
+            configuration=config,
+        )
+        commits += 1
+    streamed = window & ~compacted
+    slots = np.where(streamed, (ingest - low) // (30 * 60 * 1_000_000), -1)
+    for slot in np.unique(slots[slots >= 0]):
+        write_deltalake(
+            lake.bronze_events,
+            rows.filter(pa.array(slots == slot)),
+            partition_by=["event_date"],
+            mode="append",
+            configuration=config,
+        )
+        commits += 1
+    DeltaTable(lake.bronze_events).create_checkpoint()
+    began = datetime.fromtimestamp(low / 1e6, UTC)
+    ended = datetime.fromtimestamp(high / 1e6, UTC) if ingest_to is None else ingest_to
+    _speed_tables(lake, began, ended)
+    return commits
+
+
+def build_history_lake(
+    lake_root: str, last_day: date, history_days: int, events_per_day: int, seed: int = 11
+) -> dict[str, Any]:
+    """A lake with ``history_days`` days of bronze ending with ``last_day``, in two landings around the night
+    before ``last_day``: ``landings[0]`` is everything ingested before ``last_day`` 02:00 (what the previous
+    night's run sees), ``landings[1]`` the rest (the day the timed nightly run recomputes)."""
+    began = time.monotonic()
+    rows = history_rows(last_day, history_days, events_per_day, seed)
+    night = datetime.combine(last_day, datetime.min.time(), UTC) + timedelta(hours=2)
+    first = land(lake_root, rows, None, night, night - timedelta(days=1, hours=2))
+    return {
+        "history_days": history_days,
+        "events_per_day": events_per_day,
+        "bronze_rows": rows.num_rows,
+        "first_landing_commits": first,
+        "build_s": round(time.monotonic() - began, 1),
+        "_rows": rows,
+        "_night": night,
+    }
+
+
+def _speed_tables(lake: Any, began: datetime, ended: datetime) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    ts = pa.timestamp("us", tz="UTC")
+    end = ended
+    commits = max(1, min(12, int((ended - began).total_seconds() // 7200)))
+    for commit in range(commits):  # the durable query's MERGEs leave one small file each
+        minutes = [end - timedelta(minutes=5 * commit + m) for m in range(1, 6)]
+        write_deltalake(
+            lake.table("speed/sales_minute"),
+            pa.table(
+                {
+                    "bucket_start": pa.array(minutes, ts),
+                    "bucket_end": pa.array([m + timedelta(minutes=1) for m in minutes], ts),
+                    "dimension": ["total"] * 5,
+                    "key": ["all"] * 5,
+                    "revenue": pa.array([Decimal("1.00")] * 5, pa.decimal128(18, 2)),
+                    "orders": pa.array([1] * 5, pa.int64()),
+                    "units": pa.array([1] * 5, pa.int64()),
+                    "users_sketch": pa.array([b""] * 5, pa.binary()),
+                    "users_estimate": pa.array([1] * 5, pa.int64()),
+                    "updated_at": pa.array(minutes, ts),
+                }
+            ),
+            mode="append",
+        )
+    write_deltalake(
+        lake.table("speed/inventory"),
+        pa.table(
+            {
+                "product_id": ["p0001"],
+                "stock": pa.array([5], pa.int64()),
+                "threshold": pa.array([10], pa.int32()),
+                "below_threshold": [True],
+                "last_event_time": pa.array([end], ts),
+                "updated_at": pa.array([end], ts),
+            }
+        ),
+        mode="append",
+    )
+    write_deltalake(
+        lake.table("bronze/quarantine"),
+        pa.table(
+            {
+                "raw_key": pa.array([b"k"], pa.binary()),
+                "raw_value": pa.array([b"{"], pa.binary()),
+                "kafka_topic": ["retail.events"],
+                "kafka_partition": pa.array([0], pa.int32()),
+                "kafka_offset": pa.array([1], pa.int64()),
+                "kafka_timestamp": pa.array([end], ts),
+                "reject_reason": ["not_json"],
+                "ingest_time": pa.array([end], ts),
+            }
+        ),
+        mode="append",
+    )
+    rows = []
+    batch = int(end.timestamp()) // 10
+    for minute in range(0, 120, 10):
+        at = end - timedelta(minutes=minute)
+        rows.append({"query": "bronze", "batch_id": batch - minute, "timestamp": at, "offsets_behind": 0})
+        rows.append(
+            {"query": "rollups", "batch_id": batch - minute, "timestamp": at, "watermark": at - timedelta(minutes=5)}
+        )
+        rows.append({"query": "driver", "batch_id": -1, "timestamp": at})
+    schema = pa.schema(
+        [
+            ("query", pa.string()),
+            ("batch_id", pa.int64()),
+            ("run_id", pa.string()),
+            ("timestamp", ts),
+            ("input_rows", pa.int64()),
+            ("input_rows_per_s", pa.float64()),
+            ("processed_rows_per_s", pa.float64()),
+            ("batch_duration_ms", pa.int64()),
+            ("watermark", ts),
+            ("offsets_behind", pa.int64()),
+            ("late_rows", pa.int64()),
+            ("durations", pa.string()),
+            ("error", pa.string()),
+        ]
+    )
+    write_deltalake(lake.table("speed/progress"), pa.Table.from_pylist(rows, schema=schema), mode="append")
+
+
+# --- the nightly run, end to end ---------------------------------------------------------------------------
+_STEP_LINE = re.compile(r"^\[batch [^\]]+\] (?P<step>[a-z-]+) done in (?P<seconds>[0-9.]+)s$")
+_PROFILE_LINE = re.compile(r"^\[batch [^\]]+\] profile (?P<step>[a-z-]+): (?P<json>\{.*\})$")
+
+
+def run_nightly(lake_root: str, day: date, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """``retail batch --date day`` as a subprocess (what ``make batch`` runs): wall time including the Python and
+    JVM start, each step's time and Spark jobs (the job's own profile lines)."""
+    env = {
+        **os.environ,
+        "RETAIL_LAKE_ROOT": lake_root,
+        "RETAIL_CHECKPOINT_ROOT": lake_root + "/_checkpoints",
+        "PYTHONUNBUFFERED": "1",
+    }
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "retail_cli.main", "batch", "--date", day.isoformat(), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.monotonic() - began
+    if done.returncode != 0:
+        raise SystemExit(f"retail batch --date {day} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    steps: dict[str, Any] = {}
+    for line in done.stdout.splitlines():
+        if match := _STEP_LINE.match(line):
+            steps.setdefault(match["step"], {})["seconds"] = float(match["seconds"])
+        elif match := _PROFILE_LINE.match(line):
+            profile = json.loads(match["json"])
+            steps.setdefault(match["step"], {}).update(
+                jobs=profile.get("jobs"), job_s=profile.get("job_s"), parts=profile.get("parts")
+            )
+    return {"day": day.isoformat(), "wall_s": round(wall, 1), "steps": steps}
+
+
+def nightly_on_history(root: Path, history_days: int, events_per_day: int, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """A lake with ``history_days`` days of history ending yesterday (UTC); the previous night's run (not timed),
+    then the day's landing, then the timed nightly run for yesterday."""
+    import shutil
+
+    lake = str(root / f"nightly-{history_days}d" / "lake")
+    shutil.rmtree(Path(lake).parent, ignore_errors=True)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    built = build_history_lake(lake, yesterday, history_days, events_per_day)
+    rows, night = built.pop("_rows"), built.pop("_night")
+    previous = run_nightly(lake, yesterday - timedelta(days=1), extra)
+    built["second_landing_commits"] = land(lake, rows, night, night + timedelta(days=1), None)
+    timed = run_nightly(lake, yesterday, extra)
+    return {"lake": built, "previous_night": previous, "night": timed}
+
+
 # --- the two engines (each run in its own subprocess) ---------------------------------------------
 def run_spark(lake_root: str, days: int) -> dict[str, Any]:
     from batch_layer.interval import BatchInterval
-    from batch_layer.job import BatchRun
+    from batch_layer.job import BATCH_SPARK_CONF, BatchRun
     from contracts.settings import Settings
     from contracts.spark import build_spark_session
 
     began = time.monotonic()
     settings = Settings(lake_root=lake_root, spark_driver_memory="4g")
-    spark = build_spark_session(settings, app_name="bench-batch")
+    spark = build_spark_session(settings, app_name="bench-batch", extra_conf=BATCH_SPARK_CONF)
     session_s = time.monotonic() - began
     interval = BatchInterval(START, START + timedelta(days=days), 0)
     run = BatchRun(run_id="bench", interval=interval, settings=settings, spark=spark)
     began = time.monotonic()
-    counts = run.recompute()["recompute"]
+    with run.profile.step("recompute"):
+        counts = run.recompute()["recompute"]
     seconds = time.monotonic() - began
-    store = run.store
-    checks = {grain: _spark_check(store.read_staging("bench", f"sales_{grain}")) for grain in ("minute", "hour", "day")}
+    staged = run.store.read_staging("bench")
+    checks = {grain: _spark_check(staged.where(f"grain = '{grain}'")) for grain in ("minute", "hour", "day")}
+    profile = run.profile.report()["steps"].get("recompute") if run.profile else None
     spark.stop()
-    return {"session_s": round(session_s, 1), "recompute_s": round(seconds, 1), "counts": counts, "checks": checks}
+    return {
+        "session_s": round(session_s, 1),
+        "recompute_s": round(seconds, 1),
+        "counts": counts,
+        "checks": checks,
+        "profile": profile,
+    }
 
 
 def _spark_check(view: Any) -> dict[str, str]:

@@ -8,20 +8,33 @@ on the query's own (cloned) session and unset right after the commit.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 
-from delta.exceptions import DeltaConcurrentModificationException
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from contracts.tables import TABLE_SCHEMAS, Lake
 
 __all__ = [
+    "DELTA_CONFLICTS",
     "QueryIdentity",
     "ensure_speed_tables",
     "append_once",
@@ -29,6 +42,12 @@ __all__ = [
     "maybe_crash_for_test",
     "crash_planned_for",
     "CRASH_ENV",
+    "RESTART_QUERIES",
+    "RestartPlan",
+    "save_restart_plan",
+    "load_restart_plan",
+    "inventory_state_path",
+    "delete_checkpoints",
 ]
 
 # test-only: "<query>:<n>" makes the driver SIGKILL its own process group (driver + JVM) right after the Delta
@@ -99,6 +118,20 @@ def _delta_txn(session: SparkSession, app_id: str, batch_id: int) -> Iterator[No
         session.conf.unset("spark.databricks.delta.write.txnVersion")
 
 
+# Every commit conflict Delta reports. delta-spark's Python classes do not derive from one another
+# (ConcurrentAppendException is not a DeltaConcurrentModificationException), so each is named.
+DELTA_CONFLICTS = (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
+
+
 def merge_once(
     source: DataFrame,
     path: str,
@@ -123,7 +156,7 @@ def merge_once(
             with _delta_txn(session, app_id, batch_id):
                 merge.execute()
             return
-        except DeltaConcurrentModificationException:
+        except DELTA_CONFLICTS:
             # e.g. the nightly OPTIMIZE rewrote files this MERGE read: safe to redo, the txn id guards it
             if attempt == _COMMIT_ATTEMPTS:
                 raise
@@ -146,3 +179,75 @@ def maybe_crash_for_test(query: str) -> None:
     _batches_run[query] = _batches_run.get(query, 0) + 1
     if _batches_run[query] == int(target.split(":", 1)[1]):
         os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+# --- the restart plan that `retail rebuild-speed` leaves for the next start (speed_layer/rebuild.py) ---------------
+_PLAN = "rebuild-plan"
+_INVENTORY_STATE = "rebuild-inventory-state"
+RESTART_QUERIES: tuple[str, ...] = ("bronze", "rollups", "inventory", "durable")
+
+
+@dataclass(frozen=True)
+class RestartPlan:
+    """Where each query of a rebuilt speed layer starts, and the event-time floor of its live queries.
+
+    ``offsets`` maps a query name to Spark's ``startingOffsets`` JSON; Spark uses it only when the query's
+    checkpoint is new, so the plan is harmless once the queries have committed batches. ``live_cutoff``: the live
+    queries leave out events before it (the rebuilt views hold those buckets, and a restarted query has no
+    watermark in its first micro-batch).
+    """
+
+    offsets: dict[str, str]
+    live_cutoff: datetime | None
+    created_at: datetime
+
+
+def _plan_path(lake: Lake) -> str:
+    return lake.checkpoint(_PLAN)
+
+
+def inventory_state_path(lake: Lake) -> str:
+    """Where the rebuild leaves the inventory processor's initial state (INVENTORY_STATE_SCHEMA)."""
+    return lake.checkpoint(_INVENTORY_STATE)
+
+
+def save_restart_plan(spark: SparkSession, lake: Lake, plan: RestartPlan) -> None:
+    """Write ``plan`` under the checkpoint root (a one-row Delta table holding JSON; any URI the lake supports)."""
+    document = {
+        "offsets": plan.offsets,
+        "live_cutoff": None if plan.live_cutoff is None else plan.live_cutoff.isoformat(),
+        "created_at": plan.created_at.isoformat(),
+    }
+    frame = spark.createDataFrame([(json.dumps(document, sort_keys=True),)], "plan string")
+    frame.write.format("delta").mode("overwrite").save(_plan_path(lake))
+
+
+def load_restart_plan(spark: SparkSession, lake: Lake) -> RestartPlan | None:
+    """The plan the last `retail rebuild-speed` left under the checkpoint root, or None."""
+    path = _plan_path(lake)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    row = spark.read.format("delta").load(path).first()
+    if row is None:
+        return None
+    document = json.loads(row["plan"])
+    cutoff = document["live_cutoff"]
+    return RestartPlan(
+        offsets=document["offsets"],
+        live_cutoff=None if cutoff is None else datetime.fromisoformat(cutoff),
+        created_at=datetime.fromisoformat(document["created_at"]),
+    )
+
+
+def delete_checkpoints(spark: SparkSession, lake: Lake) -> list[str]:
+    """Delete every speed query's checkpoint and an earlier restart plan; returns the paths that existed."""
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    deleted = []
+    for name in (*RESTART_QUERIES, _PLAN, _INVENTORY_STATE):
+        path = jvm.org.apache.hadoop.fs.Path(lake.checkpoint(name))
+        filesystem = path.getFileSystem(hadoop_conf)
+        if filesystem.exists(path):
+            filesystem.delete(path, True)
+            deleted.append(lake.checkpoint(name))
+    return deleted

@@ -74,6 +74,27 @@ def write_bronze(spark, path: str, rows: list[dict]) -> None:  # type: ignore[no
     (frame.write.format("delta").mode("append").partitionBy("event_date").option("delta.appendOnly", "true").save(path))
 
 
+def write_bronze_commits(path: str, rows: list[dict], per_commit: int = 1) -> int:
+    """Append rows to bronze/events with delta-rs, ``per_commit`` rows per commit (many small files, like the
+    bronze query's micro-batches, in milliseconds instead of a Spark job each); returns the commits."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    kinds = {"int": pa.int32(), "bigint": pa.int64(), "string": pa.string(), "date": pa.date32()}
+    kinds.update({"timestamp": pa.timestamp("us", tz="UTC"), "decimal(18,2)": pa.decimal128(18, 2)})
+    fields = [part.strip().split(" ", 1) for part in _split(TABLE_SCHEMAS["bronze/events"])]
+    schema = pa.schema([(name, kinds[kind.strip()]) for name, kind in fields])
+    commits = 0
+    for start in range(0, len(rows), per_commit):
+        chunk = rows[start : start + per_commit]
+        table = pa.Table.from_pylist([{name: row.get(name) for name, _ in fields} for row in chunk], schema=schema)
+        write_deltalake(
+            path, table, mode="append", partition_by=["event_date"], configuration={"delta.appendOnly": "true"}
+        )
+        commits += 1
+    return commits
+
+
 def _split(ddl: str) -> list[str]:
     import re
 
@@ -119,6 +140,13 @@ def actual_view(spark, store, grain: str, version: int | None = None) -> dict[tu
         ): (r.revenue, r.orders, r.units, r.distinct_users)
         for r in rows
     }
+
+
+def batch_run(spark, settings: Settings, day: datetime, run_id: str, lookback_days: int = 1) -> BatchRun:  # type: ignore[no-untyped-def]
+    """The job's BatchRun for one UTC day, to call its steps one by one."""
+    return BatchRun(
+        run_id=run_id, interval=BatchInterval.for_date(day.date(), lookback_days), settings=settings, spark=spark
+    )
 
 
 def run_batch(
