@@ -26,7 +26,8 @@ from tests.scale_out.conftest import (
     run_retail,
 )
 
-pytestmark = [pytest.mark.integration]
+# slow on a busy 2-core box (several JVMs per test): past the suite's 900 s default
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 T0 = datetime(2026, 6, 2, 10, 0, tzinfo=UTC)
 BUCKET = "retail-lake"
