@@ -2,12 +2,14 @@
 
 Endpoints (all GET, JSON):
   /api/revenue?start=ISO&end=ISO&grain=minute|hour|day[&product_id=..|&category=..]
-      {"high_water_mark": ISO|null, "rows": [{"bucket_start", "revenue" (decimal string), "orders", "units",
-       "distinct_users", "source": "batch"|"speed"}]} over [start, end); grain defaults to minute
+      {"high_water_mark": ISO|null, "low_water_mark": ISO|null, "rows": [{"bucket_start", "revenue" (decimal
+       string), "orders", "units", "distinct_users", "source": "batch"|"speed"}]} over [start, end); grain
+       defaults to minute; rows are batch rows for buckets inside [low_water_mark, high_water_mark), speed rows
+       elsewhere (low_water_mark null: unknown, batch for every bucket before high_water_mark)
   /api/inventory   {"rows": [...], "low_stock": n}
   /api/alerts      {"rows": [...], "open": n}      open alerts and those of the last 24 hours
   /api/health      speed layer state (running/stopped/failed, last error), newest event time, freshness,
-                   offsets behind, last batch run, W, speed source status
+                   offsets behind, last batch run, W, L, speed source status
 
 A bad parameter gets 400 {"error": "bad_request", "message": "..."}; nothing ever returns a stack trace.
 
@@ -140,6 +142,7 @@ def revenue_payload(serving: ServingLayer, query: Mapping[str, str]) -> dict[str
     result = serving.sales(start, end, grain, dimension=dimension, key=key)  # type: ignore[arg-type]
     return {
         "high_water_mark": iso(result.high_water_mark) if result.high_water_mark else None,
+        "low_water_mark": iso(result.low_water_mark) if result.low_water_mark else None,
         "rows": _records(result.rows),
     }
 

@@ -16,11 +16,13 @@ Example::
     serving = ServingLayer.from_settings(Settings())   # starts the speed topic consumer (kafka source)
     result = serving.sales(start, end, "hour", dimension="product", key="p-0001")
     result.high_water_mark, result.rows        # W (or None) and the merged rows with their source
+    result.low_water_mark                      # L: batch rows are served for buckets in [L, W) only
     serving.close()                            # stops the consumer thread
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ from serving_layer.views import (
     TIMESTAMP,
     TOTAL_KEY,
     Grain,
+    batch_span,
     empty_rows,
     floor_to_grain,
     merge_views,
@@ -67,6 +70,7 @@ __all__ = [
     "SUCCESS_STATUSES",
     "SalesResult",
     "ServingLayer",
+    "low_water_mark_of",
 ]
 
 # statuses of batch/runs rows whose W and view versions may be served (compared case-insensitively)
@@ -93,13 +97,18 @@ _TABLES = (
 
 @dataclass(frozen=True)
 class BatchState:
-    """What batch/runs publishes: W, the validated view versions recorded with it, and the newest run."""
+    """What batch/runs publishes: the marks [L, W), the validated view versions recorded with W, the newest run.
+
+    ``low_water_mark`` (L) is None when unknown: no W yet, or a run row written before the batch layer recorded L
+    (batch rows are then served for every bucket before W).
+    """
 
     high_water_mark: datetime | None = None
     run_id: str | None = None
     versions: dict[str, int] = field(default_factory=dict)
     last_run: dict[str, Any] | None = None
     runs_version: int | None = None
+    low_water_mark: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,7 @@ class SalesResult:
     rows: pa.Table
     versions: dict[str, int | None]
     speed_source: str = "delta"  # where the speed rows came from: "kafka" (topic views) or "delta"
+    low_water_mark: datetime | None = None  # L: batch rows only for buckets in [L, W); None when unknown
 
 
 def _utc(moment: datetime, name: str) -> datetime:
@@ -128,9 +138,50 @@ def _as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _speed_ranges(
+    first: datetime, stop: datetime, span: tuple[datetime | None, datetime] | None
+) -> list[tuple[datetime, datetime]]:
+    """The parts of [first, stop) that the speed view serves: everything outside the batch span [low, high)."""
+    if span is None:
+        return [(first, stop)]
+    low, high = span
+    ranges = []
+    if low is not None and first < low:
+        ranges.append((first, min(stop, low)))
+    if stop > high:
+        ranges.append((max(first, high), stop))
+    return ranges
+
+
 def _ceil_to_grain(moment: datetime, grain: Grain) -> datetime:
     floor = floor_to_grain(moment, grain)
     return floor if floor == moment else floor + GRAIN_STEP[grain]
+
+
+def low_water_mark_of(validation_report: str | None) -> datetime | None:
+    """L from the JSON ``validation_report`` of a batch/runs row (``report["high_water_mark"]["low"]``, ISO).
+
+    None when the report, the entry or the value is missing or unreadable: rows written before the batch layer
+    recorded L have none, and serving then treats L as unknown rather than failing every query.
+
+    Example::
+
+        low_water_mark_of('{"high_water_mark": {"low": "2026-01-05T00:00:00+00:00"}}')  # 2026-01-05 00:00 UTC
+    """
+    if not validation_report:
+        return None
+    try:
+        report = json.loads(validation_report)
+    except ValueError:
+        return None
+    marks = report.get("high_water_mark") if isinstance(report, dict) else None
+    low = marks.get("low") if isinstance(marks, dict) else None
+    if not isinstance(low, str):
+        return None
+    try:
+        return _as_utc(datetime.fromisoformat(low.strip().replace("Z", "+00:00").replace("z", "+00:00")))
+    except (ValueError, OverflowError):  # OverflowError: an offset moves year 1 or 9999 out of range
+        return None
 
 
 def _read_batch_state(runs: Any) -> BatchState:
@@ -150,8 +201,13 @@ def _read_batch_state(runs: Any) -> BatchState:
         return BatchState(last_run=newest, runs_version=runs.version())
     # W never moves backwards, so the published one is the largest; ties go to the run that finished last
     best = max(good, key=lambda r: (r["high_water_mark"], r.get("finished_at") or r["high_water_mark"]))
+    high = _as_utc(best["high_water_mark"])
+    low = low_water_mark_of(best.get("validation_report"))
+    if low is not None and high is not None and low > high:
+        low = None  # the batch layer never records L after W (Marks): an inconsistent row keeps today's rule
     return BatchState(
-        high_water_mark=_as_utc(best["high_water_mark"]),
+        high_water_mark=high,
+        low_water_mark=low,
         run_id=best["run_id"],
         versions={grain: int(best[column]) for grain, column in _VERSION_COLUMNS.items()},
         last_run=newest,
@@ -167,6 +223,7 @@ class ServingLayer:
         storage_options: delta-rs storage options for object stores (None for local paths).
         clock: returns "now" (UTC); injectable so tests of freshness are deterministic.
         speed_history: how far before W speed rows stay loaded, so the reconciliation view can compare them.
+            Speed rows older than that are read (from Delta) only by queries reaching before L.
         min_refresh_s: a table refreshed less than this long ago is not refreshed again (0: every query).
         speed_source: the speed views materialised from the speed topics; None reads the Delta speed tables.
             Each topic view is used once it has caught up with its topic (its Delta table until then).
@@ -188,7 +245,8 @@ class ServingLayer:
         self._lock = threading.RLock()
         self._cache = SnapshotCache()
         self._speed_files = FileRowCache()
-        self._speed_layers: dict[tuple[str, datetime | None], tuple[int, LayeredRows]] = {}
+        # (dimension, lower, upper) -> (speed table version, its rows in [lower, upper))
+        self._speed_layers: dict[tuple[str, datetime | None, datetime | None], tuple[int, LayeredRows]] = {}
         self._clock = clock
         self._speed_history = speed_history
         self._topics = speed_source
@@ -256,8 +314,10 @@ class ServingLayer:
         return self._cache.get(("batch", name, version, dimension), build)
 
     def _speed_index(
-        self, dimension: str, lower: datetime | None, live: bool
+        self, dimension: str, lower: datetime | None, live: bool, upper: datetime | None = None
     ) -> tuple[LayeredRows | SalesIndex | None, int | None]:
+        """The speed minute rows of ``dimension`` with bucket_start in [lower, upper) (None: unbounded), and the
+        version they were read at: the topic views when ``live``, else speed/sales_minute (cached per bounds)."""
         if self._topics is not None and live:
             # the whole retained topic is in memory: no lower bound needed
             index = self._topics.sales_index(dimension)
@@ -266,7 +326,7 @@ class ServingLayer:
         if table is None:
             return None, None
         version = table.version()
-        slot = (dimension, lower)
+        slot = (dimension, lower, upper)
         known = self._speed_layers.get(slot)
         if known is not None and known[0] == version:
             return known[1], version
@@ -277,19 +337,70 @@ class ServingLayer:
         if lower is not None:
             sql += f" AND bucket_start >= {sql_literal(lower)}"
             expression = expression & (ds.field("bucket_start") >= pa.scalar(lower, TIMESTAMP))
+        if upper is not None:
+            sql += f" AND bucket_start < {sql_literal(upper)}"
+            expression = expression & (ds.field("bucket_start") < pa.scalar(upper, TIMESTAMP))
         files = self._speed_files.read_files(table, _SPEED_COLUMNS, sql, expression, "speed/sales_minute")
         if not files:
             return None, version  # the speed layer created the table but has not written a row yet
         layers = LayeredRows.update(known[1] if known else None, files)
         self._speed_layers[slot] = (version, layers)
-        if len(self._speed_layers) > 8:  # W moved: forget the slots of the old lower bound
+        if len(self._speed_layers) > 8:  # a mark moved: forget the slots of the old bounds
             self._speed_layers.pop(next(iter(self._speed_layers)))
         return layers, version
 
     def _speed_lower(self, state: BatchState) -> datetime | None:
+        """Where the speed rows every query shares start: a day boundary ``speed_history`` before W (None: all)."""
         if state.high_water_mark is None:
             return None
         return floor_to_grain(state.high_water_mark - self._speed_history, "day")
+
+    def _older_speed_index(
+        self, dimension: str, state: BatchState, lower: datetime
+    ) -> tuple[LayeredRows | SalesIndex | None, int | None]:
+        """Speed rows before ``lower`` (the shared rows' start), for queries that reach before L.
+
+        Only what can be served is loaded: rows before L ceiled to a day (the coarsest grain, so a bucket that
+        straddles L is whole), never the validated batch history between L and ``lower``. Always from Delta:
+        the topics retain 72 h, and rows before L are usually older.
+        """
+        upper = lower
+        if state.low_water_mark is not None:
+            upper = min(upper, _ceil_to_grain(state.low_water_mark, "day"))
+        return self._speed_index(dimension, None, False, upper)
+
+    def _speed_minutes(
+        self,
+        state: BatchState,
+        dimension: str,
+        key: str | None,
+        ranges: list[tuple[datetime, datetime]],
+        live: bool,
+    ) -> tuple[pa.Table | None, dict[str, int | None]]:
+        """Speed minute rows of ``key`` in the half-open ``ranges``, and the speed versions read.
+
+        The rows from ``_speed_lower`` on (the common case: every query at or after L) come from one shared index;
+        only a range that starts before it (speed rows before L) also reads ``_older_speed_index``.
+        """
+        lower = self._speed_lower(state)
+        parts: list[pa.Table] = []
+        versions: dict[str, int | None] = {}
+        for first, stop in ranges:
+            if lower is not None and first < lower:
+                older, versions["speed_before_low"] = self._older_speed_index(dimension, state, lower)
+                if older is not None:
+                    parts.append(older.select(key, to_micros(first), to_micros(min(stop, lower))))
+                first = max(first, lower)
+            if first < stop:
+                index, versions["speed"] = self._speed_index(dimension, lower, live)
+                if index is not None:
+                    parts.append(index.select(key, to_micros(first), to_micros(stop)))
+        if not parts:
+            return None, versions
+        if len(parts) == 1:
+            return parts[0], versions
+        schema = parts[0].schema
+        return pa.concat_tables([part if part.schema == schema else part.cast(schema) for part in parts]), versions
 
     def sales(
         self,
@@ -301,7 +412,7 @@ class ServingLayer:
         *,
         distinct_users: bool = True,
     ) -> SalesResult:
-        """Revenue, orders, units and distinct users per bucket in [start, end): batch before W, speed from W.
+        """Revenue, orders, units and distinct users per bucket in [start, end): batch in [L, W), speed elsewhere.
 
         Args:
             start, end: half-open range of bucket starts (naive datetimes are read as UTC).
@@ -311,7 +422,7 @@ class ServingLayer:
             distinct_users: False skips the sketch union of speed roll-ups (distinct_users is then null there).
 
         Returns:
-            A SalesResult: W, and rows (bucket_start, [key,] revenue, orders, units, distinct_users, source).
+            A SalesResult: W, L, and rows (bucket_start, [key,] revenue, orders, units, distinct_users, source).
 
         Raises:
             BadRequest: a parameter is out of its domain (the message names it).
@@ -329,32 +440,34 @@ class ServingLayer:
         live = self._live("sales")
         with self._lock:
             state = self.batch_state()
-            w = state.high_water_mark
-            boundary = floor_to_grain(w, grain) if w is not None else None
+            span = batch_span(state.high_water_mark, grain, state.low_water_mark)
             batch_rows = empty_rows(with_key=key is None)
             batch_version = None
-            if boundary is not None and first < boundary:
-                batch_version = state.versions[grain]
-                index = self._batch_index(grain, batch_version, dimension)
-                batch_rows = index.select(key, to_micros(first), to_micros(min(stop, boundary)))
-            minute_rows = None
-            speed_version = None
-            if boundary is None or stop > boundary:
-                index, speed_version = self._speed_index(dimension, self._speed_lower(state), live)
-                if index is not None:
-                    low = first if boundary is None else max(first, boundary)
-                    minute_rows = index.select(key, to_micros(low), to_micros(stop))
+            if span is not None:
+                low, high = span
+                batch_first = first if low is None else max(first, low)
+                batch_stop = min(stop, high)
+                if batch_first < batch_stop:
+                    batch_version = state.versions[grain]
+                    index = self._batch_index(grain, batch_version, dimension)
+                    batch_rows = index.select(key, to_micros(batch_first), to_micros(batch_stop))
+            minute_rows, speed_versions = self._speed_minutes(
+                state, dimension, key, _speed_ranges(first, stop, span), live
+            )
         if minute_rows is None:
             speed_rows = empty_rows(with_key=key is None)
         else:
             speed_rows = rollup_minutes(minute_rows, grain, distinct_users=distinct_users)
         return SalesResult(
-            high_water_mark=w,
+            high_water_mark=state.high_water_mark,
+            low_water_mark=state.low_water_mark,
             grain=grain,
             dimension=dimension,
             key=key,
-            rows=merge_views(batch_rows, speed_rows, w, grain),
-            versions={"batch_runs": state.runs_version, f"batch_{grain}": batch_version, "speed": speed_version},
+            rows=merge_views(batch_rows, speed_rows, state.high_water_mark, grain, low_water_mark=state.low_water_mark),
+            # "speed_before_low": the Delta speed version read for rows before L, when the query reached there
+            versions={"batch_runs": state.runs_version, f"batch_{grain}": batch_version, "speed": None}
+            | speed_versions,
             speed_source="kafka" if live else "delta",
         )
 
@@ -377,22 +490,28 @@ class ServingLayer:
         return totals.sort_by([("revenue", "descending"), ("key", "ascending")]).slice(0, limit)
 
     def reconciliation(self, start: datetime, end: datetime, grain: Grain = "hour") -> pa.Table:
-        """Speed vs batch figures (total) for the buckets in [start, end) that both layers hold, before W.
+        """Speed vs batch figures (total) for the buckets in [start, end) that both layers hold, inside [L, W).
 
-        Returns the ``views.reconcile`` layout; empty with no batch run or no speed rows before W.
+        Only buckets the batch view serves (``batch_span``) are compared: outside [L, W) the batch rows are not
+        what the API shows, so comparing them would report a difference nobody sees. Returns the
+        ``views.reconcile`` layout; empty with no batch run or no speed rows in [L, W).
         """
         start, end = _utc(start, "start"), _utc(end, "end")
         with self._lock:
             state = self.batch_state()
-            if state.high_water_mark is None:
+            span = batch_span(state.high_water_mark, grain, state.low_water_mark)
+            if span is None:
                 return reconcile(empty_rows(), empty_rows())
-            boundary = floor_to_grain(state.high_water_mark, grain)
-            first, stop = _ceil_to_grain(start, grain), min(_ceil_to_grain(end, grain), boundary)
+            low, high = span
+            first, stop = _ceil_to_grain(start, grain), min(_ceil_to_grain(end, grain), high)
+            if low is not None:
+                first = max(first, low)
             if first >= stop:
                 return reconcile(empty_rows(), empty_rows())
             batch = self._batch_index(grain, state.versions[grain], "total").select(
                 TOTAL_KEY, to_micros(first), to_micros(stop)
             )
+            # the shared speed rows only (from a day before W): older buckets are not compared
             index, _ = self._speed_index("total", self._speed_lower(state), self._live("sales"))
             minutes = index.select(TOTAL_KEY, to_micros(first), to_micros(stop)) if index else None
         speed = rollup_minutes(minutes, grain) if minutes is not None else empty_rows()
@@ -458,7 +577,7 @@ class ServingLayer:
         return chosen.sort_by([("open", "descending"), ("opened_at", "descending"), ("alert_id", "ascending")])
 
     def health(self) -> dict[str, Any]:
-        """Pipeline health: newest event time in the speed views, freshness, consumer lag, last batch run, W,
+        """Pipeline health: newest event time in the speed views, freshness, consumer lag, last batch run, W, L,
         and the speed source (``speed_source``: kind, which source answers each view, the consumer's status)."""
         now = self.now()
         state = self.batch_state()
@@ -506,6 +625,7 @@ class ServingLayer:
             },
             "speed_layer": liveness,
             "high_water_mark": state.high_water_mark,
+            "low_water_mark": state.low_water_mark,
             "last_batch_run": state.last_run,
             "speed_source": source,
         }

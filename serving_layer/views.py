@@ -13,7 +13,7 @@ dimension, in which case a ``key`` string column follows ``bucket_start``):
 
 Example::
 
-    merged = merge_views(batch_rows, speed_rows, high_water_mark=w, grain="hour")
+    merged = merge_views(batch_rows, speed_rows, high_water_mark=w, grain="hour", low_water_mark=low)
     trend = rolling_sums(merged, start=start, end=end, window_minutes=5)
 """
 
@@ -43,6 +43,7 @@ __all__ = [
     "SOURCE_BATCH",
     "SOURCE_SPEED",
     "TIMESTAMP",
+    "batch_span",
     "empty_rows",
     "floor_to_grain",
     "merge_views",
@@ -115,52 +116,99 @@ def _conform(rows: pa.Table, with_key: bool, label: str) -> pa.Table:
     return rows.select(schema.names).cast(schema)
 
 
+def batch_span(
+    high_water_mark: datetime | None, grain: Grain, low_water_mark: datetime | None = None
+) -> tuple[datetime | None, datetime] | None:
+    """The bucket starts ``[low, high)`` that come from the batch view at ``grain``; None when no bucket does.
+
+    A bucket comes from the batch view iff it lies wholly in [L, W): its start is at or after L (L ceiled to the
+    grain) and its end at or before W (W floored to the grain). ``low`` is None when L is unknown (batch/runs rows
+    written before L was recorded): then every bucket ending by W is a batch bucket, as before L existed. With no
+    W, or when no whole bucket of the grain fits between L and W, nothing comes from the batch view.
+
+    Example::
+
+        batch_span(datetime(2026, 1, 6, tzinfo=UTC), "hour", datetime(2026, 1, 5, 12, 30, tzinfo=UTC))
+        # (2026-01-05 13:00, 2026-01-06 00:00): the 12:00 hour straddles L and comes from the speed view
+    """
+    _check_grain(grain)
+    if high_water_mark is None:
+        return None
+    for name, moment in (("high_water_mark", high_water_mark), ("low_water_mark", low_water_mark)):
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware (UTC)")
+    if low_water_mark is not None and low_water_mark > high_water_mark:
+        raise ValueError(f"low_water_mark must not be after high_water_mark, got {low_water_mark} > {high_water_mark}")
+    high = floor_to_grain(high_water_mark, grain)
+    if low_water_mark is None:
+        return None, high
+    low = floor_to_grain(low_water_mark, grain)
+    if low != low_water_mark:
+        low += GRAIN_STEP[grain]
+    return (low, high) if low < high else None
+
+
 def merge_views(
     batch_rows: pa.Table,
     speed_rows: pa.Table,
     high_water_mark: datetime | None,
     grain: Grain,
+    *,
+    low_water_mark: datetime | None = None,
 ) -> pa.Table:
-    """Merge batch and speed rows of one grain at the high-water mark W: each bucket from exactly one layer.
+    """Merge batch and speed rows of one grain at the marks [L, W): each bucket from exactly one layer.
 
-    A bucket comes from the batch view when it ends at or before W (it lies wholly in validated, complete
-    history), otherwise from the speed view. For a W on the grain's boundary (the usual case: a batch interval
-    ends at midnight) that is exactly "bucket_start < W"; a bucket that straddles an unaligned W is taken from
-    the speed layer, which holds the whole bucket, rather than from a batch row missing the part after W.
-    With no W (no successful batch run yet) every row is a speed row.
+    A bucket comes from the batch view when it lies wholly in [L, W) (``batch_span``): it starts at or after
+    the low mark L and ends at or before the high-water mark W; every other bucket comes from the speed view.
+    W is where validated batch history ends; L is where the chain of validated batch ranges that W closes
+    starts, so speed rows older than the first batch run stay served instead of vanishing. With L unknown
+    (None) every bucket ending by W is a batch bucket. For marks on the grain's boundaries (the usual case:
+    batch intervals start and end at midnight) that is exactly "L <= bucket_start < W"; a bucket that straddles
+    an unaligned mark is taken from the speed layer, which holds the whole bucket, rather than from a batch row
+    missing the part outside [L, W). With no W (no successful batch run yet) every row is a speed row.
 
     Args:
         batch_rows: rows of the batch view (bucket_start, [key,] revenue, orders, units, distinct_users);
-            rows at or after the boundary are ignored (they were not validated as complete).
-        speed_rows: rows of the speed view at the same grain, same columns; rows before the boundary are ignored.
+            rows outside the batch span are ignored (they were not validated as complete).
+        speed_rows: rows of the speed view at the same grain, same columns; rows inside the batch span are ignored.
         high_water_mark: W from batch/runs, timezone-aware, or None.
         grain: "minute", "hour" or "day".
+        low_water_mark: L from batch/runs, timezone-aware and not after W, or None when unknown (ignored
+            without a W).
 
     Returns:
         The rows of both inputs that survive, with a ``source`` column ("batch" or "speed"), sorted by
         bucket_start (then key). No bucket appears twice unless an input already held it twice.
 
+    Raises:
+        ValueError: a mark is naive, L is after W, or an input lacks a column.
+
     Example::
 
-        merge_views(batch, speed, datetime(2026, 1, 6, tzinfo=UTC), "minute")
+        merge_views(batch, speed, datetime(2026, 1, 6, tzinfo=UTC), "minute",
+                    low_water_mark=datetime(2026, 1, 5, tzinfo=UTC))
     """
     _check_grain(grain)
     with_key = "key" in batch_rows.column_names or "key" in speed_rows.column_names
     batch = _conform(batch_rows, with_key, "batch_rows")
     speed = _conform(speed_rows, with_key, "speed_rows")
-    if high_water_mark is None:
+    span = batch_span(high_water_mark, grain, low_water_mark)
+    if span is None:
         batch = batch.slice(0, 0)
     else:
-        if high_water_mark.tzinfo is None:
-            raise ValueError("high_water_mark must be timezone-aware (UTC)")
-        boundary = pa.scalar(floor_to_grain(high_water_mark, grain), TIMESTAMP)
-        batch = batch.filter(pc.less(batch["bucket_start"], boundary))
-        speed = speed.filter(pc.greater_equal(speed["bucket_start"], boundary))
+        low, high = span
+        batch = batch.filter(_inside(batch["bucket_start"], low, high))
+        speed = speed.filter(pc.invert(_inside(speed["bucket_start"], low, high)))
     batch = batch.append_column("source", pa.array([SOURCE_BATCH] * batch.num_rows, pa.string()))
     speed = speed.append_column("source", pa.array([SOURCE_SPEED] * speed.num_rows, pa.string()))
     merged = pa.concat_tables([batch, speed])
     order = [("bucket_start", "ascending")] + ([("key", "ascending")] if with_key else [])
     return merged.sort_by(order)
+
+
+def _inside(starts: pa.ChunkedArray, low: datetime | None, high: datetime) -> pa.ChunkedArray:
+    below_high = pc.less(starts, pa.scalar(high, TIMESTAMP))
+    return below_high if low is None else pc.and_(pc.greater_equal(starts, pa.scalar(low, TIMESTAMP)), below_high)
 
 
 def union_sketch_estimate(sketches: Sequence[bytes | None], lg_config_k: int = HLL_LG_CONFIG_K) -> int:

@@ -224,6 +224,7 @@ def health_items(health: dict[str, Any]) -> list[tuple[str, str, str]]:
             run_level,
         ),
         ("High-water mark W", _when(health.get("high_water_mark")), "ok" if health.get("high_water_mark") else "warn"),
+        ("Low mark L", _when(health.get("low_water_mark")), "ok"),
     ]
 
 

@@ -9,6 +9,7 @@ contracts.tables, so the serving layer is tested against tables it will meet in 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,10 @@ def purchase(n: int, at: datetime, user: str, product: str, category: str, quant
 
 def view(n: int, at: datetime, user: str, product: str, category: str) -> Event:
     return Event(f"e-{n}", "page_view", at, user, product, category)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
 
 
 def _version(path: str) -> int:
@@ -105,8 +110,13 @@ class LakeBuilder:
         interval: tuple[datetime, datetime],
         high_water_mark: datetime | None,
         status: str = "succeeded",
+        low_water_mark: datetime | None = None,
     ) -> dict[str, int]:
-        """Overwrite the batch views with exact roll-ups of ``events`` and record the run in batch/runs."""
+        """Overwrite the batch views with exact roll-ups of ``events`` and record the run in batch/runs.
+
+        ``low_water_mark`` (L) goes where the batch layer's publish step puts it: ``validation_report`` JSON,
+        ``["high_water_mark"]["low"]`` as an ISO string; without it the row looks like one written before L existed.
+        """
         versions: dict[str, int] = {}
         frame = self.events(events)
         for grain in ("minute", "hour", "day"):
@@ -132,7 +142,11 @@ class LakeBuilder:
             "sales_minute_version": versions["minute"],
             "sales_hour_version": versions["hour"],
             "sales_day_version": versions["day"],
-            "validation_report": None,
+            "validation_report": None
+            if low_water_mark is None
+            else json.dumps(
+                {"high_water_mark": {"new": _iso(high_water_mark), "low": _iso(low_water_mark)}},
+            ),
         }
         self.append("batch/runs", [run])
         return versions

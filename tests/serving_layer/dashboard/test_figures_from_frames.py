@@ -72,6 +72,7 @@ def test_health_items_flag_a_failed_batch_run_and_missing_w() -> None:
     levels = {label: level for label, _, level in items}
     assert levels["Newest event"] == "ok" and levels["Consumer lag"] == "ok"
     assert levels["Last batch run"] == "bad" and levels["High-water mark W"] == "warn"
+    assert {label: text for label, text, _ in items}["Low mark L"] == "–"  # unknown
 
 
 def test_money_and_inventory_rows() -> None:
