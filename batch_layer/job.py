@@ -21,7 +21,7 @@ batch/runs with the report (its own row when the run id had succeeded before, so
 versions stay), and exits 1: nothing is published and W stays where it was.
 
 Every step runs under a Spark job group; the job prints, per step, its wall time, the Spark jobs it ran and
-their durations (``batch_layer.profiling``) and keeps them in ``<step>.json``'s ``profile``.
+their durations (``batch_layer.profiling``) and keeps them in ``<lake>/batch/reports/<run>/profile.json``.
 
 Usage::
 

@@ -9,10 +9,10 @@ date has no data interval: it recomputes the UTC day before its `run_after`.
 Tasks, each one `spark-submit` of `batch_layer/job.py --step <name>` (idempotent, safe to retry or backfill):
 
 1. **validate_input**: Great Expectations suite on the interval's bronze rows
-2. **recompute**: dedup by event_id over all of bronze, exact minute/hour/day views, staged in Delta
-3. **validate_views**: view suite + reconciliation with bronze (every difference zero)
-4. **publish**: replace the interval in `batch/sales_*`, record versions and the high-water mark in `batch/runs`
-5. **maintain**: OPTIMIZE closed bronze partitions and the speed/batch tables, VACUUM (>= 7 days)
+2. **recompute**: dedup by event_id over the range's bronze partitions, exact minute/hour/day views, staged in Delta
+3. **validate_views**: view suite + reconciliation with bronze read by a second engine (every difference zero)
+4. **publish**: replace the interval in `batch/sales_*`, record versions and the marks L, W in `batch/runs`
+5. **maintain**: OPTIMIZE closed bronze partitions and the speed tables where there is work, VACUUM (>= 7 days)
 
 A failed suite fails its task and the run; the high-water mark stays. Reports: `<lake>/batch/reports/<run>/`.
 Spark runs where the Airflow connection `retail_spark` points (`AIRFLOW_CONN_RETAIL_SPARK`, `local[2]` by default).
