@@ -123,7 +123,10 @@ def _parse_time(text: Column) -> Column:
 
 
 def parse_kafka_records(
-    records: DataFrame, *, max_event_time_skew_seconds: int = DEFAULT_MAX_EVENT_TIME_SKEW_SECONDS
+    records: DataFrame,
+    *,
+    max_event_time_skew_seconds: int = DEFAULT_MAX_EVENT_TIME_SKEW_SECONDS,
+    ingest_time: Column | None = None,
 ) -> DataFrame:
     """Type and classify Kafka records; never raises on content. See the module docstring for columns.
 
@@ -132,6 +135,9 @@ def parse_kafka_records(
         max_event_time_skew_seconds: how far past the ingest time (``current_timestamp()``, the same value the
             ``ingest_time`` column gets) an event_time may lie; later ones are ``event_time_in_future``.
             The speed job passes ``Settings.max_event_time_skew_seconds``.
+        ingest_time: when the records arrived, if not now (``current_timestamp()``): `retail replay-quarantine`
+            re-parses quarantined records at their original ingest time, so a replay's verdict never depends on
+            when it runs.
 
     Raises:
         ValueError: the skew is not an integer in [0, MAX_EVENT_TIME_SKEW_SECONDS] (an argument, never content).
@@ -149,7 +155,7 @@ def parse_kafka_records(
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
-        F.current_timestamp().alias("ingest_time"),
+        (F.current_timestamp() if ingest_time is None else ingest_time).alias("ingest_time"),
         fits.alias("_fits"),
         # an oversized value is never parsed: its size alone quarantines it
         F.when(fits, F.try_parse_json(F.col("value").cast("string"))).alias("_v"),

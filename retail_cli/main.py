@@ -11,6 +11,8 @@ Commands:
   serve     run the serving layer's HTTP JSON API (127.0.0.1:8000 by default)
   dashboard run the live Dash dashboard (127.0.0.1:8050 by default)
   speed     run the speed layer: Kafka -> bronze + quarantine, minute rollups, inventory + alerts (Delta)
+  replay-quarantine  re-parse quarantined records with the current contract; add those that pass to bronze, once
+  rebuild-speed      recompute the speed views and inventory from bronze after a lost checkpoint (speed stopped)
   batch     recompute exact batch views for a UTC day (+ lookback), validate, publish W, maintain
   airflow   start | stop | status the local Airflow (api-server, scheduler, dag-processor) for the batch DAG
   cluster   spark | kafka  up | down | status: local Spark standalone / 3-node Kafka cluster (docs/scale-out.md)
@@ -130,6 +132,64 @@ def _cmd_speed(settings: Settings, args: argparse.Namespace) -> int:
     from speed_layer.job import run
 
     return run(settings, available_now=args.available_now)
+
+
+def _cmd_replay_quarantine(settings: Settings, args: argparse.Namespace) -> int:
+    from contracts.spark import build_spark_session
+    from speed_layer.replay import replay_quarantine
+
+    spark = build_spark_session(settings, app_name="retail-replay-quarantine")
+    report = replay_quarantine(spark, settings, reasons=args.reason or None, since=args.since)
+    print(report.describe(), flush=True)
+    return 0
+
+
+def _speed_layer_runs(settings: Settings) -> str | None:
+    """Why the speed layer looks alive (a background service, or a recent driver heartbeat), or None."""
+    running = _services(settings).running()
+    if "speed" in running:
+        return f"the speed service runs (pid {running['speed']}; stop it with `retail stop speed`)"
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from contracts.storage import delta_rs_location
+    from contracts.tables import Lake
+    from serving_layer.service import HEARTBEAT_STALE_AFTER
+    from speed_layer.progress import DRIVER_ROW
+
+    lake = Lake(settings.lake_root, settings.checkpoint_root)
+    uri, options = delta_rs_location(lake.table("speed/progress"), settings)
+    try:
+        progress = DeltaTable(uri, storage_options=options).to_pyarrow_table(columns=["query", "timestamp", "error"])
+    except TableNotFoundError:
+        return None
+    beats = [
+        row["timestamp"]
+        for row in progress.to_pylist()
+        if row["query"] == DRIVER_ROW and not row["error"] and row["timestamp"] is not None
+    ]
+    newest = max(beats, default=None)
+    if newest is not None and datetime.now(UTC) - newest.astimezone(UTC) <= HEARTBEAT_STALE_AFTER:
+        return (
+            f"a speed driver wrote a heartbeat at {newest.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} (stop it, then wait "
+            f"{int(HEARTBEAT_STALE_AFTER.total_seconds())} s)"
+        )
+    return None
+
+
+def _cmd_rebuild_speed(settings: Settings, _args: argparse.Namespace) -> int:
+    _require_broker(settings)
+    alive = _speed_layer_runs(settings)
+    if alive:
+        raise RetailError(f"refusing to rebuild while the speed layer runs: {alive}")
+    from contracts.spark import build_spark_session
+    from speed_layer.rebuild import rebuild_speed
+
+    spark = build_spark_session(settings, app_name="retail-rebuild-speed")
+    report = rebuild_speed(spark, settings)
+    print(report.describe(), flush=True)
+    print("next: `retail start speed` (or `retail speed`) continues from the plan above", flush=True)
+    return 0
 
 
 def _cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
@@ -327,6 +387,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="process what Kafka holds now, then stop (default: run until Ctrl-C)",
     )
     speed.set_defaults(run=_cmd_speed)
+    replay = commands.add_parser(
+        "replay-quarantine",
+        help="re-parse quarantined records with the current contract; add those that pass to bronze, once",
+    )
+    replay.add_argument(
+        "--reason",
+        action="append",
+        metavar="CODE",
+        help="only records quarantined for this reason (repeatable; default: every reason)",
+    )
+    replay.add_argument(
+        "--since", type=_iso_datetime, default=None, help="only records ingested at or after this ISO-8601 time"
+    )
+    replay.set_defaults(run=_cmd_replay_quarantine)
+    commands.add_parser(
+        "rebuild-speed",
+        help="recompute the speed views and inventory from bronze, reset the speed checkpoints (speed stopped)",
+    ).set_defaults(run=_cmd_rebuild_speed)
     from infra.services import SERVICES
 
     start = commands.add_parser("start", help="start services in the background: speed, api, dashboard")

@@ -14,6 +14,9 @@ Four streaming queries on one session, each with its own checkpoint and schedule
 The serving layer materialises the speed topics in memory, so an event reaches the API after one live
 micro-batch: no Delta commit and no Python worker on the way (docs/design.md, "The flow").
 
+After `retail rebuild-speed` (speed_layer/rebuild.py) a restart plan under the checkpoint root says where each
+query's new checkpoint starts, the event-time floor of the live queries and the inventory's initial state.
+
 Usage::
 
     retail speed                       # run until stopped (Ctrl-C)
@@ -32,7 +35,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from contracts.parser import parse_kafka_records
@@ -44,9 +49,12 @@ from contracts.topics import ensure_topics, pipeline_topics
 from speed_layer.progress import ProgressRecorder
 from speed_layer.sinks import (
     QueryIdentity,
+    RestartPlan,
     append_once,
     crash_planned_for,
     ensure_speed_tables,
+    inventory_state_path,
+    load_restart_plan,
     maybe_crash_for_test,
     merge_once,
 )
@@ -99,16 +107,24 @@ class SpeedLayer:
     def __post_init__(self) -> None:
         self.lake = Lake(self.settings.lake_root, self.settings.checkpoint_root)
         self.watermark_delay = _duration(self.settings.speed_watermark)
+        self._plan: RestartPlan | None = None
+
+    def _starting_offsets(self, query: str) -> str:
+        # after `retail rebuild-speed`: the offsets consistent with the rebuilt views (used by Spark only when the
+        # query's checkpoint is new); otherwise the setting
+        if self._plan is not None and query in self._plan.offsets:
+            return self._plan.offsets[query]
+        return self.settings.speed_starting_offsets
 
     # --- sources and sinks ----------------------------------------------------------------------------
     def _kafka_options(self) -> dict[str, str]:
         return {f"kafka.{key}": value for key, value in self.settings.kafka_client_options().items()}
 
-    def _kafka_records(self, topics: str) -> DataFrame:
+    def _kafka_records(self, topics: str, query: str) -> DataFrame:
         reader = self.spark.readStream.format("kafka").options(**self._kafka_options())
         reader = (
             reader.option("subscribe", topics)
-            .option("startingOffsets", self.settings.speed_starting_offsets)
+            .option("startingOffsets", self._starting_offsets(query))
             # a gap in the topic (retention deleted unread data) must stop the job, never pass silently
             .option("failOnDataLoss", "true")
             # answer a fetch as soon as data is there instead of waiting to fill a batch
@@ -201,29 +217,48 @@ class SpeedLayer:
         """Start bronze and the two live queries (everything that reads retail.events)."""
         ensure_speed_tables(self.spark, self.lake)
         ensure_topics(pipeline_topics(self.settings), self.settings.kafka_python_options())
+        self._plan = load_restart_plan(self.spark, self.lake)
         # spark.sql.streaming.noDataMicroBatches.enabled stays true: without the batch that only moves the
         # watermark, Spark filters late input one batch behind (its late-event watermark is the previous
         # batch's), so an event beyond the watermark could still be counted; under load no such batch runs anyway
         settings = self.settings
+
         # each query compares event_time with its own batch time, so an event within a few seconds of the skew
         # limit can be admitted by one query and not another; bronze's verdict (master dataset or quarantine) is
         # the record, and the nightly batch recomputes from it
-        parsed = parse_kafka_records(
-            self._kafka_records(settings.events_topic),
-            max_event_time_skew_seconds=settings.max_event_time_skew_seconds,
-        )
-        events = valid_events(parsed)
+        def parsed(query: str) -> DataFrame:
+            return parse_kafka_records(
+                self._kafka_records(settings.events_topic, query),
+                max_event_time_skew_seconds=settings.max_event_time_skew_seconds,
+            )
+
+        def live_events(query: str) -> DataFrame:
+            events = valid_events(parsed(query))
+            if self._plan is not None and self._plan.live_cutoff is not None:
+                # a rebuilt speed layer: buckets before the cutoff are the rebuild's; a new checkpoint has no
+                # watermark in its first micro-batch, so this floor stands in for it (later the watermark is past it)
+                events = events.where(F.col("event_time") >= F.lit(self._plan.live_cutoff))
+            return events
+
+        initial_inventory = None
+        if self._plan is not None and DeltaTable.isDeltaTable(self.spark, inventory_state_path(self.lake)):
+            initial_inventory = self.spark.read.format("delta").load(inventory_state_path(self.lake))
         return [
             self._start_batches(
-                "bronze", "bronze", parsed, self._write_bronze, "append", settings.speed_bronze_trigger
+                "bronze", "bronze", parsed("bronze"), self._write_bronze, "append", settings.speed_bronze_trigger
             ),
             self._start_to_kafka(
-                "rollups", sales_records(minute_rollups(events, settings.speed_watermark), settings.speed_sales_topic)
+                "rollups",
+                sales_records(
+                    minute_rollups(live_events("rollups"), settings.speed_watermark), settings.speed_sales_topic
+                ),
             ),
             self._start_to_kafka(
                 "inventory",
                 inventory_records(
-                    inventory_updates(events, settings.low_stock_threshold, self.watermark_delay),
+                    inventory_updates(
+                        live_events("inventory"), settings.low_stock_threshold, self.watermark_delay, initial_inventory
+                    ),
                     settings.speed_inventory_topic,
                     settings.alerts_topic,
                 ),
@@ -236,7 +271,7 @@ class SpeedLayer:
         return self._start_batches(
             "durable",
             "durable",
-            self._kafka_records(topics),
+            self._kafka_records(topics, "durable"),
             self._write_durable,
             "append",
             self.settings.speed_durable_trigger,

@@ -6,6 +6,8 @@
   (retail.speed.InventoryProcessor, speed_layer/jvm/): no Python worker on the latency path.
 - :func:`sales_records` / :func:`inventory_records` turn the live views into Kafka records in the wire format of
   contracts.topics; :func:`latest_speed_rows` turns those records back into table rows for the Delta copy.
+- :func:`first_copies`, :func:`newest_alert_transitions` and :func:`inventory_state` serve `retail rebuild-speed`
+  (speed_layer/rebuild.py), which recomputes the speed views from bronze with the same functions.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from contracts.events import MONEY_TYPE, EventType
@@ -31,6 +33,10 @@ __all__ = [
     "sales_records",
     "inventory_records",
     "latest_speed_rows",
+    "first_copies",
+    "newest_alert_transitions",
+    "inventory_state",
+    "INVENTORY_STATE_SCHEMA",
 ]
 
 _JSON_OPTIONS = {"timestampFormat": JSON_TIMESTAMP_FORMAT}
@@ -74,7 +80,9 @@ def alert_id_for(product_id: str, kafka_partition: int, kafka_offset: int) -> st
     return f"low_stock:{product_id}:{kafka_partition}:{kafka_offset}"
 
 
-def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelta) -> DataFrame:
+def inventory_updates(
+    events: DataFrame, threshold: int, dedup_horizon: timedelta, initial_state: DataFrame | None = None
+) -> DataFrame:
     """Stock per product from restocks (+) and purchases (−), with low-stock alert transitions.
 
     Requires event_id, event_type, event_time, product_id, quantity, kafka_partition, kafka_offset and
@@ -89,6 +97,9 @@ def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelt
     Output (INVENTORY_OUTPUT_SCHEMA, update mode): one ``inventory`` row per product touched in the batch and one
     ``alert_open`` / ``alert_resolve`` row per transition, carrying the alert's state so far. The state function
     is JVM code (speed_layer/jvm, built by `make setup`), reached through py4j.
+
+    ``initial_state`` (INVENTORY_STATE_SCHEMA, one row per product; :func:`inventory_state`) seeds the state in
+    the first micro-batch of a new checkpoint: `retail rebuild-speed` computes it from bronze.
     """
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
@@ -110,7 +121,93 @@ def inventory_updates(events: DataFrame, threshold: int, dedup_horizon: timedelt
     )
     session = events.sparkSession
     processor = session._jvm.retail.speed.InventoryProcessor  # type: ignore[union-attr]
-    return DataFrame(processor.updates(stock_events._jdf, threshold, int(dedup_horizon.total_seconds())), session)
+    horizon = int(dedup_horizon.total_seconds())
+    if initial_state is None:
+        return DataFrame(processor.updates(stock_events._jdf, threshold, horizon), session)
+    seed = initial_state.select(*[name for name, _ in _ddl_columns(INVENTORY_STATE_SCHEMA)])
+    return DataFrame(processor.updates(stock_events._jdf, threshold, horizon, seed._jdf), session)
+
+
+# the state of one product for a restarted inventory query (the same DDL as InventoryProcessor.INITIAL_STATE_DDL):
+# stock, the open alert if any, and the event ids applied within the dedup horizon (id -> event time, epoch µs)
+INVENTORY_STATE_SCHEMA = (
+    "product_id string, stock bigint, open_alert_id string, stock_at_open bigint, opened_at timestamp, "
+    "seen map<string, bigint>"
+)
+
+# the same rule as the batch layer's deduplication: among the copies of one event_id the one bronze received first
+_FIRST_COPY = ("ingest_time", "kafka_timestamp", "kafka_topic", "kafka_partition", "kafka_offset", "event_time")
+
+
+def first_copies(events: DataFrame) -> DataFrame:
+    """One row per event_id: the copy bronze received first (ingest time, then Kafka timestamp and coordinates).
+
+    Static input only (a window over all history). Requires event_id and the ordering columns; keeps every column.
+    """
+    first = Window.partitionBy("event_id").orderBy(*[F.col(name).asc_nulls_last() for name in _FIRST_COPY])
+    return events.withColumn("_copy", F.row_number().over(first)).where(F.col("_copy") == 1).drop("_copy")
+
+
+def newest_alert_transitions(updates: DataFrame) -> DataFrame:
+    """The inventory rows of ``updates`` plus, per alert_id, only its newest transition (a resolve over its open).
+
+    Static input (inventory_updates over a static frame). Each transition row carries the alert's whole state, so
+    the newest one is the alert, as on the compacted topic.
+    """
+    is_alert = F.col("row_kind") != F.lit("inventory")
+    newest = Window.partitionBy("alert_id").orderBy((F.col("row_kind") == F.lit("alert_resolve")).desc())
+    alerts = (
+        updates.where(is_alert)
+        .withColumn("_rank", F.row_number().over(newest))
+        .where(F.col("_rank") == 1)
+        .drop("_rank")
+    )
+    return updates.where(~is_alert).unionByName(alerts)
+
+
+def inventory_state(stock_events: DataFrame, updates: DataFrame, dedup_horizon: timedelta) -> DataFrame:
+    """The processor's state per product after ``updates`` (INVENTORY_STATE_SCHEMA), for a restarted query.
+
+    ``stock_events`` are the valid bronze rows the updates came from (event_id, event_type, event_time,
+    product_id); ``updates`` is inventory_updates over them (static). ``seen`` holds the ids of restocks and
+    purchases within ``dedup_horizon`` of the product's newest event time, as the processor keeps them.
+    """
+    horizon = int(dedup_horizon.total_seconds())
+    stock = updates.where(F.col("row_kind") == F.lit("inventory")).select("product_id", "stock")
+    open_alerts = (
+        newest_alert_transitions(updates)
+        .where(F.col("row_kind") == F.lit("alert_open"))
+        .select(
+            "product_id",
+            F.col("alert_id").alias("open_alert_id"),
+            "stock_at_open",
+            "opened_at",
+        )
+    )
+    moves = first_copies(
+        stock_events.where(F.col("event_type").isin(EventType.RESTOCK.value, EventType.PURCHASE.value))
+    ).select("product_id", "event_id", "event_time")
+    newest = Window.partitionBy("product_id")
+    seen = (
+        moves.withColumn("_newest", F.max("event_time").over(newest))
+        .where(F.col("event_time") >= F.col("_newest") - F.make_dt_interval(secs=F.lit(horizon)))
+        .groupBy("product_id")
+        .agg(
+            F.map_from_entries(F.collect_list(F.struct("event_id", F.unix_micros("event_time")))).alias("seen"),
+        )
+    )
+    return (
+        stock.join(open_alerts, "product_id", "left")
+        .join(seen, "product_id", "left")
+        .select(*[F.col(name).cast(kind).alias(name) for name, kind in _ddl_columns(INVENTORY_STATE_SCHEMA)])
+    )
+
+
+def _ddl_columns(ddl: str) -> list[tuple[str, str]]:
+    # split a DDL at top-level commas (decimal(18,2) and map<string, bigint> hold one)
+    return [
+        (part.strip().split(" ", 1)[0], part.strip().split(" ", 1)[1]) for part in re.split(r",(?![^()<>]*[)>])", ddl)
+    ]
 
 
 def _json(columns: list[Column]) -> Column:

@@ -12,6 +12,7 @@ import org.apache.spark.api.java.function.FlatMapGroupsWithStateFunction;
 import org.apache.spark.api.java.function.MapFunction;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoders;
+import org.apache.spark.sql.KeyValueGroupedDataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.streaming.GroupState;
@@ -86,6 +87,9 @@ public final class InventoryProcessor {
             List<Row> events = new ArrayList<>();
             rows.forEachRemaining(events::add);
             if (events.isEmpty()) {
+                if (state.exists()) {
+                    state.update(current); // a product seeded by an initial state with no event yet: keep it
+                }
                 return out.iterator();
             }
             int iId = events.get(0).fieldIndex("event_id");
@@ -148,6 +152,33 @@ public final class InventoryProcessor {
         }
     }
 
+    /** One initial-state row (INITIAL_STATE_DDL) as the processor's state. */
+    private static final class ToState implements MapFunction<Row, State> {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        public State call(Row row) {
+            State state = new State();
+            state.stock = row.getLong(row.fieldIndex("stock"));
+            int iAlert = row.fieldIndex("open_alert_id");
+            if (!row.isNullAt(iAlert)) {
+                state.openAlertId = row.getString(iAlert);
+                state.stockAtOpen = row.getLong(row.fieldIndex("stock_at_open"));
+                state.openedAt = row.getTimestamp(row.fieldIndex("opened_at"));
+            }
+            int iSeen = row.fieldIndex("seen");
+            if (!row.isNullAt(iSeen)) {
+                Map<String, Long> seen = row.getJavaMap(iSeen);
+                state.seen.putAll(seen);
+            }
+            return state;
+        }
+    }
+
+    /** Spark DDL of initial-state rows; speed_layer.transforms.INVENTORY_STATE_SCHEMA must say the same. */
+    public static final String INITIAL_STATE_DDL = "product_id string, stock bigint, open_alert_id string, "
+            + "stock_at_open bigint, opened_at timestamp, seen map<string, bigint>";
+
     /**
      * Inventory rows and alert transitions from watermarked restock/purchase events (see the class comment).
      *
@@ -156,13 +187,29 @@ public final class InventoryProcessor {
      * @param horizonSeconds  how long applied event ids are remembered (the watermark delay)
      */
     public static Dataset<Row> updates(Dataset<Row> events, int threshold, long horizonSeconds) {
+        return grouped(events, threshold).flatMapGroupsWithState(new Apply(threshold, horizonSeconds * 1_000_000L),
+                OutputMode.Update(), Encoders.kryo(State.class), Encoders.row(StructType.fromDDL(OUTPUT_DDL)),
+                GroupStateTimeout.EventTimeTimeout());
+    }
+
+    /**
+     * The same, starting from an initial state per product (INITIAL_STATE_DDL: stock, the open alert, the event
+     * ids applied within the horizon). Spark uses the initial state only in the first micro-batch of a new
+     * checkpoint: `retail rebuild-speed` computes it from bronze, so a restarted query continues from there.
+     */
+    public static Dataset<Row> updates(Dataset<Row> events, int threshold, long horizonSeconds, Dataset<Row> initial) {
+        KeyValueGroupedDataset<String, State> initialState = initial
+                .groupByKey(new ProductKey(), Encoders.STRING())
+                .mapValues(new ToState(), Encoders.kryo(State.class));
+        return grouped(events, threshold).flatMapGroupsWithState(new Apply(threshold, horizonSeconds * 1_000_000L),
+                OutputMode.Update(), Encoders.kryo(State.class), Encoders.row(StructType.fromDDL(OUTPUT_DDL)),
+                GroupStateTimeout.EventTimeTimeout(), initialState);
+    }
+
+    private static KeyValueGroupedDataset<String, Row> grouped(Dataset<Row> events, int threshold) {
         if (threshold < 0) {
             throw new IllegalArgumentException("threshold must be >= 0, got " + threshold);
         }
-        StructType output = StructType.fromDDL(OUTPUT_DDL);
-        return events
-                .groupByKey(new ProductKey(), Encoders.STRING())
-                .flatMapGroupsWithState(new Apply(threshold, horizonSeconds * 1_000_000L), OutputMode.Update(),
-                        Encoders.kryo(State.class), Encoders.row(output), GroupStateTimeout.EventTimeTimeout());
+        return events.groupByKey(new ProductKey(), Encoders.STRING());
     }
 }
