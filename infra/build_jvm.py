@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -54,7 +55,10 @@ def build(cache: Path) -> Path:
         )
         if compiled.returncode != 0:
             sys.exit(f"build_jvm: javac failed:\n{compiled.stderr.strip()}")
-        subprocess.run(["jar", "cf", str(jar), "-C", classes, "."], check=True)
+        # written beside and renamed over: a JVM running with the old jar keeps reading its own (unlinked) file
+        fresh = target / f".{JAR_NAME}.{os.getpid()}.tmp"
+        subprocess.run(["jar", "cf", str(fresh), "-C", classes, "."], check=True)
+        os.replace(fresh, jar)
     stamp.write_text(digest)
     print(f"  jars/project: built {jar} from {len(sources)} source file(s)")
     return jar
