@@ -14,7 +14,8 @@ Then it times, in this process (no network), p50/p95 of:
 - /api/revenue through the real uvicorn server over loopback HTTP;
 - a full dashboard refresh: the three callbacks' work (queries + figures) plus JSON encoding of their outputs.
 
-Results are printed and written into BENCHMARKS.md between the bench-serve markers (other sections untouched).
+Results are printed and written into BENCHMARKS.md between the bench-serve markers (other sections untouched);
+``--json PATH`` also writes them as JSON (what ``python -m benchmarks.all`` reads).
 """
 
 from __future__ import annotations
@@ -439,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=200, help="timed runs per warm measurement (default 200)")
     parser.add_argument("--lake", type=Path, default=PROJECT_ROOT / "var" / "bench" / "serving_lake")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
     Settings()  # fail early on a broken environment, like every other entry point
     results = run(args.lake, args.repeat)
@@ -465,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     write_benchmarks(markdown, args.output)
     print(f"\nwritten to {args.output}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**results, "target_p95_ms": target, "repeat": args.repeat}, indent=2))
     return 0
 
 

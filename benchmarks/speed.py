@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks.speed [--rates 1000,5000,10000] [--duration 60] [--warmup 20]
                                [--drain-events 1000000] [--poll-interval 0.05] [--out BENCHMARKS.md]
                                [--start-timeout 600] [--catch-up-timeout 300] [--development] [--keep]
+                               [--json PATH]
 
 Everything runs on this machine, on free loopback ports, in a temporary folder: its own broker (LocalKafka), the
 pipeline's topics (contracts.topics.pipeline_topics), then `retail speed` and `retail serve` as subprocesses
@@ -24,7 +25,8 @@ retail.alerts (its Kafka timestamp) and → the first poll of /api/alerts listin
 
 Drain: with the live speed layer stopped, ``--drain-events`` events on a fresh topic, timed through
 `retail speed --available-now` with fresh checkpoints, and Kafka's ConsumerPerformance over the same backlog.
-The results replace the bench-speed section of BENCHMARKS.md (between its markers; other sections untouched).
+The results replace the bench-speed section of BENCHMARKS.md (between its markers; other sections untouched);
+``--json PATH`` also writes the headline numbers as JSON (what ``python -m benchmarks.all`` reads).
 """
 
 from __future__ import annotations
@@ -1077,6 +1079,53 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def json_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a run (latencies in seconds; inf = never served, nan = not measured)."""
+    windows = [
+        {
+            "rate": w["rate"],
+            "written_rate": w["written_rate"],
+            "kafka_rate": w["kafka_rate"],
+            "latency": w["latency"],
+            "topic_latency": w["topic_latency"],
+            "alerts_api": w["alerts_api"],
+            "alerts_topic": w["alerts_topic"],
+            "lag": {q: {k: v for k, v in w["lag"].get(q, {}).items()} for q in LIVE_QUERIES},
+            "cpu": w["cpu"],
+        }
+        for w in results["windows"]
+    ]
+    drain = results.get("drain") or {}
+    if drain and "error" not in drain:
+        drain = {
+            "count": drain["count"],
+            "wall_s": drain["wall_s"],
+            "span_s": drain["span_s"],
+            "startup_s": drain["startup_s"],
+            "events_per_s_wall": drain["count"] / drain["wall_s"] if drain["wall_s"] else math.nan,
+            "events_per_s_batches": drain["count"] / drain["span_s"] if drain["span_s"] else math.nan,
+            "consumer_perf_per_s": drain["ceiling"].get("nMsg.sec", math.nan),
+            "incomplete": drain["incomplete"],
+        }
+    return {
+        "machine": results["machine"],
+        "load_start": results["load_start"],
+        "load_end": results["load_end"],
+        "finished": results["finished"],
+        "windows": windows,
+        "drain": drain or None,
+        "notes": results["notes"],
+    }
+
+
 # --- main ---------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the speed path: event→served, alerts, lag, drain.")
@@ -1092,6 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
         "--development", action="store_true", help="mark the section as a development run on a busy machine"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, lake, broker data)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the headline numbers as JSON here")
     args = parser.parse_args(argv)
     rates = [float(rate) for rate in args.rates.split(",") if rate.strip()]
     if not rates or any(rate <= 0 for rate in rates) or args.duration <= 0 or args.warmup < 0:
@@ -1180,6 +1230,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         write_section(args.out, render(results))
         _log(f"{args.out} updated")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(json_summary(results), indent=2, default=_plain))
+            _log(f"{args.json} written")
         return 0
     except KeyboardInterrupt:
         _log("interrupted")
