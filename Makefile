@@ -91,7 +91,7 @@ airflow: setup ## start local Airflow (api-server, scheduler, dag-processor on 1
 airflow-down: ## stop local Airflow (by process group; `make down` does this too)
 	@$(RETAIL) airflow stop
 
-bench-batch: setup ## time the batch recompute over EVENTS (10M) generated events, Spark vs DuckDB; writes BENCHMARKS.md
+bench-batch: setup ## Spark vs DuckDB over EVENTS (10M) generated events, the nightly run of a small day, its growth over 1/10/30 days of history -> BENCHMARKS.md
 	@.venv/bin/python -m benchmarks.batch --events $(EVENTS) --reuse
 
 # --- scale-out: Spark's and Kafka's own clustering on this machine (docs/scale-out.md) ---------------------
@@ -114,3 +114,11 @@ setup-s3: setup ## fetch the jars for a lake on s3a:// (hadoop-aws + the AWS SDK
 
 bench-scale-out: setup ## time the batch job on local[2] vs the 2-worker Spark cluster, and speed latency on both -> docs/scale-out.md numbers
 	@.venv/bin/python -m benchmarks.scale_out
+
+# --- every benchmark, repeated: medians, spread, the stack's memory, plots ------------------------------------
+REPEATS ?= 3
+ONLY ?= speed,batch,serve,memory
+.PHONY: bench
+
+bench: setup ## every benchmark REPEATS (3) times (ONLY=speed,batch,serve,memory), medians + min-max, the running stack's memory (PSS) -> BENCHMARKS.md, docs/bench/*.png
+	@.venv/bin/python -m benchmarks.all --repeats $(REPEATS) --only $(ONLY)
