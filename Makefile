@@ -47,12 +47,13 @@ test: ## lint (incl. the import contracts), then the whole test suite, cluster t
 test-fast: setup ## unit tests only (no broker, no cluster, no Airflow, no browser)
 	@$(PYTEST) tests -m "not integration and not airflow and not browser and not cluster"
 
-lint: setup ## ruff lint + format check + the layering rules (import-linter contracts in pyproject.toml)
+lint: setup ## ruff lint + format check + the layering rules (import-linter contracts in pyproject.toml) + notebooks without outputs
 	@$(MAKE) --no-print-directory lint-code
 
 lint-code:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 	@.venv/bin/lint-imports
+	@.venv/bin/python -m infra.notebook check
 
 format: setup ## apply ruff's formatting and safe fixes
 	@.venv/bin/ruff check --fix . && .venv/bin/ruff format .
@@ -65,6 +66,14 @@ dashboard: setup ## run the live Dash dashboard on 127.0.0.1:8050 (docs/serving.
 
 bench-serve: setup ## p50/p95 of the merged query over 30 days of minute data and of a dashboard refresh -> BENCHMARKS.md
 	@.venv/bin/python -m benchmarks.serving
+
+.PHONY: notebook notebook-strip
+notebook: setup ## JupyterLab for notebooks/ on 127.0.0.1:RETAIL_NOTEBOOK_PORT (8888) with a login token (RETAIL_NOTEBOOK_TOKEN or generated; URL printed once)
+	@PATH="$$HOME/.local/bin:$$PATH" uv sync --frozen --quiet --group notebook
+	@.venv/bin/python -m infra.notebook lab
+
+notebook-strip: ## remove outputs and execution counts from notebooks/*.ipynb (committed notebooks must have none)
+	@.venv/bin/python -m infra.notebook strip
 
 clean: down ## delete everything the pipeline wrote (var/: lake, checkpoints, broker data) but keep the jar cache
 	@rm -rf var/lake var/checkpoints var/kafka var/kafka-cluster var/spark-cluster var/airflow test-artifacts
