@@ -80,6 +80,8 @@ def kernel_env(notebook_lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("RETAIL_CHECKPOINT_ROOT", lake_config.checkpoint_root)
     monkeypatch.setenv("RETAIL_NOTEBOOK_DATE", f"{DAY:%Y-%m-%d}")
     monkeypatch.setenv("RETAIL_SPARK_DRIVER_MEMORY", "1g")
+    # a handful of rows: one task per shuffle and snapshot stage is plenty, and cheaper on a busy 2-core machine
+    monkeypatch.setenv("RETAIL_SPARK_SHUFFLE_PARTITIONS", "1")
     monkeypatch.setenv("GX_ANALYTICS_ENABLED", "false")
     kernels = tmp_path / "jupyter" / "kernels" / KERNEL
     kernels.mkdir(parents=True)
