@@ -76,6 +76,15 @@ CRASH_ENV = "RETAIL_BATCH_CRASH_AT"
 BATCH_SPARK_CONF: dict[str, str] = {}
 
 
+def _observed(observation: Any, count: Callable[[], int]) -> int:
+    """The row count an ``Observation`` collected, or ``count()`` when it collected nothing: a range without any
+    bronze file is planned as an empty relation, the observing operator never runs and ``get`` fails."""
+    try:
+        return int(observation.get["rows"] or 0)
+    except Exception:  # noqa: BLE001 - py4j surfaces it as a bare java.lang.AssertionError
+        return count()
+
+
 def _maybe_crash(step: str, point: str) -> None:
     if os.environ.get(CRASH_ENV) != f"{step}:{point}":
         return
@@ -212,7 +221,10 @@ class BatchRun:
             )
             events = first_copies(candidates, start, end).observe(kept, F.count(F.lit(1)).alias("rows"))
             version = store.write_staging(self.run_id, build_views(events, self.run_id, computed_at))
-            metrics = {"bronze_rows": read.get["rows"], "deduplicated_rows": kept.get["rows"]}
+            metrics = {
+                "bronze_rows": _observed(read, lambda: candidates.where(in_range).count()),
+                "deduplicated_rows": _observed(kept, events.count),
+            }
         view_rows = store.staged_rows(self.run_id, version)
         counts = {
             "bronze_rows": int(metrics.get("bronze_rows") or 0),
