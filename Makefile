@@ -10,7 +10,7 @@ SEED ?= 42
 DEMO_EVENTS ?= 30000
 DEMO_SECONDS ?= 300
 
-.PHONY: help setup up down status produce demo test test-fast lint lint-code format clean serve dashboard bench-serve
+.PHONY: help setup up down status produce demo test test-fast lint lint-code audit format clean serve dashboard bench-serve
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -42,6 +42,7 @@ test: ## lint (incl. the import contracts), then the whole test suite, cluster t
 	@bash scripts/setup.sh --browser
 	@.venv/bin/python infra/fetch_jars.py --group s3
 	@$(MAKE) --no-print-directory lint-code
+	@PATH="$$HOME/.local/bin:$$PATH" .venv/bin/python -m infra.audit --offline-ok
 	@$(PYTEST) tests
 
 test-fast: setup ## unit tests only (no broker, no cluster, no Airflow, no browser)
@@ -54,6 +55,9 @@ lint-code:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 	@.venv/bin/lint-imports
 	@.venv/bin/python -m infra.notebook check
+
+audit: setup ## dependency vulnerability audit of uv.lock (pip-audit; OSV, then PyPI); findings explained in audit-exceptions.txt
+	@PATH="$$HOME/.local/bin:$$PATH" .venv/bin/python -m infra.audit
 
 format: setup ## apply ruff's formatting and safe fixes
 	@.venv/bin/ruff check --fix . && .venv/bin/ruff format .
