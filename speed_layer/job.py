@@ -223,13 +223,18 @@ class SpeedLayer:
         # batch's), so an event beyond the watermark could still be counted; under load no such batch runs anyway
         settings = self.settings
 
-        # each query compares event_time with its own batch time, so an event within a few seconds of the skew
-        # limit can be admitted by one query and not another; bronze's verdict (master dataset or quarantine) is
-        # the record, and the nightly batch recomputes from it
+        # The skew limit (event_time at most RETAIL_MAX_EVENT_TIME_SKEW_SECONDS past ingest): bronze compares with
+        # its batch's current time, the ingest time the master dataset records; the live queries compare with each
+        # record's Kafka timestamp, a column. The batch time is an inlined literal, so a live plan using it would
+        # generate different code every micro-batch and compile it again each time (~0.2-0.4 s of CPU per batch
+        # and query; measured in docs/design.md "Latency"). An event within a few seconds of the limit can thus be
+        # admitted by one query and not another; bronze's verdict (master dataset or quarantine) is the record,
+        # and the nightly batch recomputes from it.
         def parsed(query: str) -> DataFrame:
             return parse_kafka_records(
                 self._kafka_records(settings.events_topic, query),
                 max_event_time_skew_seconds=settings.max_event_time_skew_seconds,
+                ingest_time=None if query == "bronze" else F.col("timestamp"),
             )
 
         def live_events(query: str) -> DataFrame:
