@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -84,8 +85,10 @@ def judge(report: dict, service: str, explained: dict[str, str]) -> AuditResult:
 
 def _locked_requirements(folder: Path) -> Path:
     path = folder / "requirements.txt"
+    # uv as `make setup` installed it: on PATH, else the module of the Python that installed it
+    uv = ["uv"] if shutil.which("uv") else ["python3", "-m", "uv"]
     subprocess.run(
-        ["uv", "export", "--frozen", "--all-groups", "--no-hashes", "--no-emit-project", "--output-file", str(path)],
+        [*uv, "export", "--frozen", "--all-groups", "--no-hashes", "--no-emit-project", "--output-file", str(path)],
         cwd=ROOT,
         check=True,
         capture_output=True,
