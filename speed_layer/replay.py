@@ -19,11 +19,9 @@ Usage::
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -31,7 +29,7 @@ from pyspark.sql import functions as F
 from contracts.parser import REJECT_REASONS, parse_kafka_records
 from contracts.settings import Settings
 from contracts.tables import Lake
-from speed_layer.sinks import ensure_speed_tables
+from speed_layer.sinks import ensure_speed_tables, retry_delta_conflicts
 from speed_layer.transforms import first_copies, valid_events
 
 __all__ = ["ReplayReport", "replay_quarantine", "replayable_records"]
@@ -87,16 +85,9 @@ def _insert_new_events(events: DataFrame, bronze_path: str) -> None:
     """Insert-only MERGE on event_id: only adds files, so bronze's delta.appendOnly allows it."""
     target = DeltaTable.forPath(events.sparkSession, bronze_path).alias("t")
     merge = target.merge(events.alias("s"), "t.event_id = s.event_id").whenNotMatchedInsertAll()
-    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
-        try:
-            merge.execute()
-            return
-        except DeltaConcurrentModificationException:
-            # the running speed layer appended to bronze meanwhile: the MERGE read all of it, so it is redone
-            # against the new version (idempotent: ids it would add twice are matched then)
-            if attempt == _COMMIT_ATTEMPTS:
-                raise
-            time.sleep(0.5 * attempt)
+    # the running speed layer appended to bronze meanwhile (ConcurrentAppendException): the MERGE is redone against
+    # the new version (idempotent: ids it would add twice are matched then)
+    retry_delta_conflicts(merge.execute, _COMMIT_ATTEMPTS)
 
 
 def replay_quarantine(

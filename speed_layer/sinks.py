@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +35,7 @@ from contracts.tables import TABLE_SCHEMAS, Lake
 
 __all__ = [
     "DELTA_CONFLICTS",
+    "retry_delta_conflicts",
     "QueryIdentity",
     "ensure_speed_tables",
     "append_once",
@@ -151,14 +152,24 @@ def merge_once(
     merge = target.merge(source.alias("s"), on)
     merge = merge.whenMatchedUpdate(set=update_set) if update_set else merge.whenMatchedUpdateAll()
     merge = merge.whenNotMatchedInsertAll(condition=insert_condition)
-    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+
+    def execute() -> None:
+        with _delta_txn(session, app_id, batch_id):
+            merge.execute()
+
+    # e.g. the nightly OPTIMIZE rewrote files this MERGE read: safe to redo, the txn id guards it
+    retry_delta_conflicts(execute, _COMMIT_ATTEMPTS)
+
+
+def retry_delta_conflicts(commit: Callable[[], None], attempts: int) -> None:
+    """Run ``commit`` (a Delta write that is safe to redo), again after any of DELTA_CONFLICTS, at most ``attempts``
+    times in all, 0.5 s, 1 s, 1.5 s ... apart; the last conflict is raised."""
+    for attempt in range(1, attempts + 1):
         try:
-            with _delta_txn(session, app_id, batch_id):
-                merge.execute()
+            commit()
             return
         except DELTA_CONFLICTS:
-            # e.g. the nightly OPTIMIZE rewrote files this MERGE read: safe to redo, the txn id guards it
-            if attempt == _COMMIT_ATTEMPTS:
+            if attempt == attempts:
                 raise
             time.sleep(0.5 * attempt)
 
