@@ -36,7 +36,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -48,12 +47,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.machine import describe
 from benchmarks.speed_tools import (
     MINUTE_MS,
     AlertsPoller,
@@ -65,7 +64,6 @@ from benchmarks.speed_tools import (
     checkpoint_commits,
     console_producer_args,
     end_offsets,
-    java_binary,
     java_command,
     percentile,
     read_topic,
@@ -788,33 +786,18 @@ def _consumer_perf(log: Path) -> dict[str, float]:
 
 # --- the report ---------------------------------------------------------------------------------------------
 def _machine() -> dict[str, str]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    memory_kb = int(
-        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-    )
-    os_name = platform.platform()
-    with contextlib.suppress(OSError):
-        release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
-        os_name = f"{release.get('PRETTY_NAME', '').strip(chr(34))}, Linux {platform.release()}"
-    java = subprocess.run([java_binary(), "-version"], capture_output=True, text=True, check=False).stderr.splitlines()
-    jars = Settings().jar_cache / "kafka"
-    kafka = next((p.name[len("kafka-clients-") : -4] for p in jars.glob("kafka-clients-*.jar")), "?")
+    """benchmarks.machine.describe() in the layout this report prints."""
+    described = describe()
+    java, _, kafka = described["java"].partition("; Kafka ")
     return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "memory": f"{memory_kb / 1024 / 1024:.1f} GiB",
-        "os": os_name,
-        "java": java[0] if java else "?",
-        "python": platform.python_version(),
-        "pyspark": metadata.version("pyspark"),
-        "kafka": kafka,
+        "cpu": described["cpu"],
+        "cores": str(described["cores"]),
+        "memory": f"{described['memory_gib']:.1f} GiB",
+        "os": f"{described['os']}, Linux {described['kernel']}",
+        "java": java,
+        "python": described["python"],
+        "pyspark": described["packages"].get("pyspark", "?"),
+        "kafka": kafka or "?",
     }
 
 
