@@ -131,7 +131,7 @@ def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_speed(settings: Settings, args: argparse.Namespace) -> int:
     from speed_layer.job import run
 
-    return run(settings, available_now=args.available_now)
+    return run(settings, available_now=args.available_now, part=args.part)
 
 
 def _cmd_replay_quarantine(settings: Settings, args: argparse.Namespace) -> int:
@@ -385,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--available-now",
         action="store_true",
         help="process what Kafka holds now, then stop (default: run until Ctrl-C)",
+    )
+    speed.add_argument(
+        "--part",
+        choices=("split", "one", "views", "store"),
+        default="split",
+        help="split (default): live queries here, bronze + the Delta copy in a second, lower-priority driver; "
+        "one: all four queries on one driver; views / store: one half only (two submits on a cluster)",
     )
     speed.set_defaults(run=_cmd_speed)
     replay = commands.add_parser(

@@ -1,6 +1,8 @@
 """Speed layer job: Kafka (retail.events) → bronze + quarantine (Delta), live views (Kafka), their Delta copy.
 
-Four streaming queries on one session, each with its own checkpoint and scheduler pool:
+Four streaming queries, each with its own checkpoint and scheduler pool, on two drivers by default: the live
+queries (rollups, inventory) in the `retail speed` process, bronze and the Delta copy in a child process at a
+lower CPU priority (StoreDriver; ``--part one`` runs all four on one driver):
 
 - ``bronze``    (pool bronze, RETAIL_SPEED_BRONZE_TRIGGER) stateless: every valid record → bronze/events (before
                 any watermark or dedup), every invalid one → bronze/quarantine with its reason. Off the latency path.
@@ -19,17 +21,27 @@ query's new checkpoint starts, the event-time floor of the live queries and the 
 
 Usage::
 
-    retail speed                       # run until stopped (Ctrl-C)
-    retail speed --available-now       # process what is in Kafka now, then stop (tests, catch-up)
+    retail speed                       # run until stopped (Ctrl-C); live queries here, bronze + Delta copy in a child
+    retail speed --part one            # all four queries on this driver
+    retail speed --part views          # only the live queries (with `--part store` elsewhere, e.g. two submits)
+    retail speed --available-now       # process what is in Kafka now, then stop (tests, catch-up; one driver)
 
 Settings: RETAIL_SPEED_WATERMARK, RETAIL_SPEED_TRIGGER, RETAIL_SPEED_BRONZE_TRIGGER, RETAIL_SPEED_DURABLE_TRIGGER,
-RETAIL_SPEED_MAX_OFFSETS_PER_TRIGGER, RETAIL_SPEED_STARTING_OFFSETS, RETAIL_LOW_STOCK_THRESHOLD (docs/settings.md).
+RETAIL_SPEED_STORE_NICENESS, RETAIL_SPEED_MAX_OFFSETS_PER_TRIGGER, RETAIL_SPEED_STARTING_OFFSETS,
+RETAIL_LOW_STOCK_THRESHOLD (docs/settings.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -84,6 +96,7 @@ def _duration(text: str) -> timedelta:
 
 
 POOLS = ("live", "bronze", "durable")
+PARTS = ("split", "one", "views", "store")
 _FAIR_SCHEDULER_FILE = Path(__file__).with_name("fairscheduler.xml")
 
 
@@ -213,16 +226,12 @@ class SpeedLayer:
             records.unpersist()
 
     # --- wiring ---------------------------------------------------------------------------------------
-    def start_live(self) -> list[StreamingQuery]:
-        """Start bronze and the two live queries (everything that reads retail.events)."""
+    def _prepare(self) -> None:
         ensure_speed_tables(self.spark, self.lake)
         ensure_topics(pipeline_topics(self.settings), self.settings.kafka_python_options())
         self._plan = load_restart_plan(self.spark, self.lake)
-        # spark.sql.streaming.noDataMicroBatches.enabled stays true: without the batch that only moves the
-        # watermark, Spark filters late input one batch behind (its late-event watermark is the previous
-        # batch's), so an event beyond the watermark could still be counted; under load no such batch runs anyway
-        settings = self.settings
 
+    def _parsed(self, query: str) -> DataFrame:
         # The skew limit (event_time at most RETAIL_MAX_EVENT_TIME_SKEW_SECONDS past ingest): bronze compares with
         # its batch's current time, the ingest time the master dataset records; the live queries compare with each
         # record's Kafka timestamp, a column. The batch time is an inlined literal, so a live plan using it would
@@ -230,45 +239,66 @@ class SpeedLayer:
         # and query; measured in docs/design.md "Latency"). An event within a few seconds of the limit can thus be
         # admitted by one query and not another; bronze's verdict (master dataset or quarantine) is the record,
         # and the nightly batch recomputes from it.
-        def parsed(query: str) -> DataFrame:
-            return parse_kafka_records(
-                self._kafka_records(settings.events_topic, query),
-                max_event_time_skew_seconds=settings.max_event_time_skew_seconds,
-                ingest_time=None if query == "bronze" else F.col("timestamp"),
-            )
+        return parse_kafka_records(
+            self._kafka_records(self.settings.events_topic, query),
+            max_event_time_skew_seconds=self.settings.max_event_time_skew_seconds,
+            ingest_time=None if query == "bronze" else F.col("timestamp"),
+        )
 
-        def live_events(query: str) -> DataFrame:
-            events = valid_events(parsed(query))
-            if self._plan is not None and self._plan.live_cutoff is not None:
-                # a rebuilt speed layer: buckets before the cutoff are the rebuild's; a new checkpoint has no
-                # watermark in its first micro-batch, so this floor stands in for it (later the watermark is past it)
-                events = events.where(F.col("event_time") >= F.lit(self._plan.live_cutoff))
-            return events
+    def _live_events(self, query: str) -> DataFrame:
+        events = valid_events(self._parsed(query))
+        if self._plan is not None and self._plan.live_cutoff is not None:
+            # a rebuilt speed layer: buckets before the cutoff are the rebuild's; a new checkpoint has no
+            # watermark in its first micro-batch, so this floor stands in for it (later the watermark is past it)
+            events = events.where(F.col("event_time") >= F.lit(self._plan.live_cutoff))
+        return events
 
+    def start_bronze(self) -> StreamingQuery:
+        """Start bronze + quarantine (every valid record, before any watermark or dedup)."""
+        return self._start_batches(
+            "bronze",
+            "bronze",
+            self._parsed("bronze"),
+            self._write_bronze,
+            "append",
+            self.settings.speed_bronze_trigger,
+        )
+
+    def start_views(self) -> list[StreamingQuery]:
+        """Start the two live queries: minute rollups, and inventory + alerts (Spark's Kafka sink)."""
+        # spark.sql.streaming.noDataMicroBatches.enabled stays true: without the batch that only moves the
+        # watermark, Spark filters late input one batch behind (its late-event watermark is the previous
+        # batch's), so an event beyond the watermark could still be counted; under load no such batch runs anyway
+        settings = self.settings
         initial_inventory = None
         if self._plan is not None and DeltaTable.isDeltaTable(self.spark, inventory_state_path(self.lake)):
             initial_inventory = self.spark.read.format("delta").load(inventory_state_path(self.lake))
         return [
-            self._start_batches(
-                "bronze", "bronze", parsed("bronze"), self._write_bronze, "append", settings.speed_bronze_trigger
-            ),
             self._start_to_kafka(
                 "rollups",
                 sales_records(
-                    minute_rollups(live_events("rollups"), settings.speed_watermark), settings.speed_sales_topic
+                    minute_rollups(self._live_events("rollups"), settings.speed_watermark), settings.speed_sales_topic
                 ),
             ),
             self._start_to_kafka(
                 "inventory",
                 inventory_records(
                     inventory_updates(
-                        live_events("inventory"), settings.low_stock_threshold, self.watermark_delay, initial_inventory
+                        self._live_events("inventory"),
+                        settings.low_stock_threshold,
+                        self.watermark_delay,
+                        initial_inventory,
                     ),
                     settings.speed_inventory_topic,
                     settings.alerts_topic,
                 ),
             ),
         ]
+
+    def start_live(self) -> list[StreamingQuery]:
+        """Start bronze and the two live queries (everything that reads retail.events)."""
+        self._prepare()
+        return [self.start_bronze(), *self.start_views()]
 
     def start_durable(self) -> StreamingQuery:
         """Start the query that copies the speed topics into the Delta speed tables."""
@@ -282,12 +312,25 @@ class SpeedLayer:
             self.settings.speed_durable_trigger,
         )
 
-    def start(self) -> list[StreamingQuery]:
-        """Start every query (continuous mode); see ``drain`` for available-now runs."""
+    def start(self, part: str = "one") -> list[StreamingQuery]:
+        """Start the queries of ``part`` (continuous mode); see ``drain`` for available-now runs.
+
+        ``one``: every query on this session. ``views``: the two live queries only. ``store``: bronze and the
+        durable copy only (`retail speed` runs it as a second, lower-priority driver: StoreDriver).
+        """
         if self.available_now:
             raise ValueError("available_now runs go through drain(), which orders the queries")
-        live = self.start_live()
-        return [*live, self.start_durable()]
+        if part not in ("one", "views", "store"):
+            raise ValueError(f"part must be one, views or store, got {part!r}")
+        self._prepare()
+        queries: list[StreamingQuery] = []
+        if part in ("one", "store"):
+            queries.append(self.start_bronze())
+        if part in ("one", "views"):
+            queries.extend(self.start_views())
+        if part in ("one", "store"):
+            queries.append(self.start_durable())
+        return queries
 
     def drain(self) -> None:
         """Available-now: process what Kafka holds, then copy the live views to Delta; raises if a query failed."""
@@ -305,18 +348,93 @@ def _await(query: StreamingQuery) -> None:
         raise RuntimeError(f"speed query {query.name} failed: {query.exception()}")
 
 
-def run(settings: Settings, available_now: bool = False) -> int:
-    """Entry point of `retail speed`: start the queries and wait; returns a process exit code."""
-    spark = build_spark_session(settings, app_name="retail-speed-layer", extra_conf=speed_session_conf())
+class StoreDriver:
+    """The second driver of `retail speed`: bronze + quarantine and the Delta copy, in a child process.
+
+    Its JVM gets the CPU the live queries leave (``nice`` RETAIL_SPEED_STORE_NICENESS): on a small machine the
+    live queries' micro-batches no longer wait behind bronze's and the MERGEs' driver work, which the fair
+    scheduler pools cannot hold back (they only order tasks). The child dies with its parent (PR_SET_PDEATHSIG on
+    Linux), takes SIGINT from it on a graceful stop, and a child that exits on its own stops the parent too.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        niceness = settings.speed_store_niceness
+        # looked up here: between fork and exec only plain calls are safe
+        prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
+
+        def lower_priority() -> None:  # runs in the child between fork and exec
+            os.nice(niceness)
+            # a terminal's Ctrl-C reaches the whole process group: the child leaves it to the parent, which stops
+            # it with SIGTERM once its own queries have stopped (Python keeps a SIGINT ignored at start ignored)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if prctl is not None:
+                prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: die with the parent, even when it is SIGKILLed
+
+        argv = [sys.executable, "-m", "retail_cli.main", "speed", "--part", "store"]
+        self.process = subprocess.Popen(argv, preexec_fn=lower_priority)  # noqa: S603 - our own CLI
+        self.stopping = threading.Event()
+        print(
+            f"speed layer: store driver (bronze, durable) started: pid {self.process.pid}, nice +{niceness}", flush=True
+        )
+
+    def watch(self, on_exit: Callable[[int], None]) -> None:
+        """Call ``on_exit(code)`` from a thread when the child exits without being asked to."""
+
+        def wait() -> None:
+            code = self.process.wait()
+            if not self.stopping.is_set():
+                on_exit(code)
+
+        threading.Thread(target=wait, name="store-driver-watch", daemon=True).start()
+
+    def stop(self, grace_s: float = 90.0) -> bool:
+        """SIGTERM (its queries stop between batches), then SIGKILL after ``grace_s``; False if it had failed."""
+        self.stopping.set()
+        if self.process.poll() is not None:
+            return self.process.returncode == 0
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            log.error("the store driver did not stop within %.0f s: killing it", grace_s)
+            self.process.kill()
+            self.process.wait()
+            return False
+        # 130: the interrupt reached it inside a py4j call; -15: before its handler was installed
+        return self.process.returncode in (0, 130, -signal.SIGTERM)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(settings: Settings, available_now: bool = False, part: str = "split") -> int:
+    """Entry point of `retail speed`: start the queries and wait; returns a process exit code.
+
+    ``part``: ``split`` (default) runs the live queries here and bronze + the Delta copy in a second, lower-priority
+    driver (StoreDriver); ``one`` runs all four queries on this driver; ``views`` / ``store`` run one half only
+    (e.g. as two spark-submits on a cluster). ``available_now`` runs every query on this driver, in order.
+    """
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    sigint_ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # started by StoreDriver
+    if part == "store":
+        # the parent's StoreDriver.stop (and its death, through PR_SET_PDEATHSIG) stop this driver gracefully
+        signal.signal(signal.SIGTERM, _interrupt)
+    spark = build_spark_session(settings, app_name=f"retail-speed-layer-{part}", extra_conf=speed_session_conf())
+    if sigint_ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # SparkContext installs its own Ctrl-C handler
     lake = Lake(settings.lake_root, settings.checkpoint_root)
     progress_uri, progress_options = delta_rs_location(lake.table("speed/progress"), settings)
     recorder = ProgressRecorder(progress_uri, storage_options=progress_options)
-    spark.streams.addListener(recorder)
+    recorder.attach(spark)
     layer = SpeedLayer(spark, settings, available_now=available_now)
     print(
-        f"speed layer {'draining' if available_now else 'running'}: reading {settings.events_topic} at "
-        f"{settings.kafka_bootstrap_servers}; live views on {settings.speed_sales_topic}, "
-        f"{settings.speed_inventory_topic}, {settings.alerts_topic}; lake {settings.lake_root}",
+        f"speed layer {'draining' if available_now else 'running'} ({'all queries' if available_now else part}): "
+        f"reading {settings.events_topic} at {settings.kafka_bootstrap_servers}; live views on "
+        f"{settings.speed_sales_topic}, {settings.speed_inventory_topic}, {settings.alerts_topic}; "
+        f"lake {settings.lake_root}",
         flush=True,
     )
     if available_now:
@@ -329,11 +447,27 @@ def run(settings: Settings, available_now: bool = False) -> int:
         finally:
             recorder.close()
         return 0
+    store: StoreDriver | None = None
+    store_failed: list[int] = []
     try:
-        queries = layer.start()
+        queries = layer.start("views" if part == "split" else part)
+        if part == "split":
+            # started once this driver has created the tables and topics, so the two never race to create them
+            store = StoreDriver(settings)
+
+            def store_exited(code: int) -> None:
+                store_failed.append(code)
+                log.error("the store driver (bronze, durable) exited with code %s: stopping", code)
+                recorder.record_error(f"the store driver (bronze, durable) exited with code {code}")
+                for query in queries:
+                    query.stop()
+
+            store.watch(store_exited)
     except Exception as error:
         recorder.record_error(error)
         recorder.close()
+        if store is not None:
+            store.stop()
         raise
     failed = False
     try:
@@ -346,5 +480,7 @@ def run(settings: Settings, available_now: bool = False) -> int:
                 failed = True
                 log.error("query %s failed: %s", query.name, query.exception())
             query.stop()
+        if store is not None and not store.stop():
+            failed = True
         recorder.close()
-    return 1 if failed else 0
+    return 1 if failed or store_failed else 0

@@ -73,10 +73,13 @@ def ensure_speed_tables(spark: SparkSession, lake: Lake) -> None:
         tblprops = (
             " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in properties.items()) + ")" if properties else ""
         )
-        spark.sql(
+        statement = (
             f"CREATE TABLE IF NOT EXISTS delta.`{lake.table(name)}` ({TABLE_SCHEMAS[name]}) USING delta"
             f"{partitioned}{tblprops}"
         )
+        # the two drivers of `retail speed` start together: the one that loses the race to create a table retries
+        # and then finds it there
+        retry_delta_conflicts(lambda statement=statement: spark.sql(statement), attempts=5)  # type: ignore[misc]
 
 
 class QueryIdentity:

@@ -71,6 +71,20 @@ def group_gone(pgid: int, timeout_s: float = 30.0) -> bool:
     return False
 
 
+def isolated_settings(settings, root: Path, topic: str):  # type: ignore[no-untyped-def]
+    """``settings`` with the test's own topics (``topic``, ``topic``.alerts/.sales/.inventory) and lake under root."""
+    return settings.model_copy(
+        update={
+            "events_topic": topic,
+            "alerts_topic": f"{topic}.alerts",
+            "speed_sales_topic": f"{topic}.sales",
+            "speed_inventory_topic": f"{topic}.inventory",
+            "lake_root": str(root / "lake"),
+            "checkpoint_root": str(root / "ck"),
+        }
+    )
+
+
 def driver_env(run_settings, **extra: str) -> dict[str, str]:
     """The environment of a ``retail speed`` subprocess on ``run_settings``' broker, topics, lake and jars."""
     return {

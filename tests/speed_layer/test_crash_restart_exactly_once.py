@@ -18,6 +18,7 @@ from tests.speed_layer.crash_helpers import (
     assert_exact_after_restart,
     driver_env,
     group_gone,
+    isolated_settings,
     kill_group,
     start_driver,
     wait_for_bronze_growth,
@@ -28,16 +29,7 @@ pytestmark = pytest.mark.integration
 
 def test_sigkills_on_every_write_path_neither_drop_nor_duplicate(kafka, settings, test_root) -> None:
     root = test_root / "crash"
-    run_settings = settings.model_copy(
-        update={
-            "events_topic": "speed.crash",
-            "alerts_topic": "speed.crash.alerts",
-            "speed_sales_topic": "speed.crash.sales",
-            "speed_inventory_topic": "speed.crash.inventory",
-            "lake_root": str(root / "lake"),
-            "checkpoint_root": str(root / "ck"),
-        }
-    )
+    run_settings = isolated_settings(settings, root, "speed.crash")
     kafka.ensure_topics({run_settings.events_topic: 3, run_settings.alerts_topic: 1})
     lake = Lake(run_settings.lake_root, run_settings.checkpoint_root)
     env = driver_env(

@@ -130,7 +130,7 @@ def test_scripted_events_give_exact_bronze_views_quarantine_and_alerts(kafka, sp
     lake = Lake(run_settings.lake_root, run_settings.checkpoint_root)
 
     recorder = ProgressRecorder(lake.table("speed/progress"), flush_every_s=3600)
-    spark.streams.addListener(recorder)
+    recorder.attach(spark)
     try:
         produce(_records(ROUND_1), run_settings)
         _run_available_now(spark, run_settings)
@@ -138,7 +138,6 @@ def test_scripted_events_give_exact_bronze_views_quarantine_and_alerts(kafka, sp
         _run_available_now(spark, run_settings)
         time.sleep(3)  # the listener bus delivers the last progress events asynchronously
     finally:
-        spark.streams.removeListener(recorder)
         recorder.close()
 
     # bronze: every valid record once per Kafka record, duplicates and late ones included
