@@ -389,9 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument(
         "--part",
         choices=("split", "one", "views", "store"),
-        default="split",
-        help="split (default): live queries here, bronze + the Delta copy in a second, lower-priority driver; "
-        "one: all four queries on one driver; views / store: one half only (two submits on a cluster)",
+        default=None,
+        help="split (default on a local master): live queries here, bronze + the Delta copy in a second, "
+        "lower-priority driver; one (default on a cluster): all four queries on one driver; views / store: one half",
     )
     speed.set_defaults(run=_cmd_speed)
     replay = commands.add_parser(

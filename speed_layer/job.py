@@ -409,13 +409,20 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run(settings: Settings, available_now: bool = False, part: str = "split") -> int:
+def default_part(settings: Settings) -> str:
+    """``split`` on a local master (the OS scheduler is what keeps the store queries off the live ones' CPU);
+    ``one`` on a cluster, where executors do the work and a second application could wait for free cores."""
+    return "split" if settings.spark_master.startswith("local") else "one"
+
+
+def run(settings: Settings, available_now: bool = False, part: str | None = None) -> int:
     """Entry point of `retail speed`: start the queries and wait; returns a process exit code.
 
-    ``part``: ``split`` (default) runs the live queries here and bronze + the Delta copy in a second, lower-priority
-    driver (StoreDriver); ``one`` runs all four queries on this driver; ``views`` / ``store`` run one half only
-    (e.g. as two spark-submits on a cluster). ``available_now`` runs every query on this driver, in order.
+    ``part``: ``split`` runs the live queries here and bronze + the Delta copy in a second, lower-priority driver
+    (StoreDriver); ``one`` runs all four queries on this driver; ``views`` / ``store`` run one half only (e.g. as
+    two spark-submits on a cluster); None: ``default_part``. ``available_now`` runs every query here, in order.
     """
+    part = part or default_part(settings)
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     sigint_ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # started by StoreDriver
