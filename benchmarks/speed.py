@@ -251,11 +251,22 @@ class Stack:
             "api_port": api_port,
             "dashboard_port": _free_port(),
             "serving_speed_source": "kafka",
+            # the lag analysis reads every micro-batch's offsets and commit files: keep them all (Spark deletes all
+            # but the last 100, which at ~1 batch/s lost the first rate's window)
+            "spark_extra_conf": {
+                **Settings().spark_extra_conf,
+                "spark.sql.streaming.minBatchesToRetain": "100000",
+            },
         }
         settings = Settings(**overrides)  # type: ignore[arg-type]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("RETAIL_SERVING_AUTH_TOKEN", None)  # loopback only: the probes send no token
-        env.update({f"RETAIL_{name.upper()}": str(value) for name, value in overrides.items()})
+        env.update(
+            {
+                f"RETAIL_{name.upper()}": json.dumps(value) if isinstance(value, dict) else str(value)
+                for name, value in overrides.items()
+            }
+        )
         return cls(work, settings, LocalKafka.from_settings(settings), env)
 
     def retail(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
