@@ -390,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--part",
         choices=("split", "one", "views", "store"),
         default=None,
-        help="split (default on a local master): live queries here, bronze + the Delta copy in a second, "
-        "lower-priority driver; one (default on a cluster): all four queries on one driver; views / store: one half",
+        help="one (default): all four queries on one driver; split: live queries here, bronze + the Delta copy "
+        "in a second, lower-priority driver (faster live answers on few cores; docs/design.md); views / store: a half",
     )
     speed.set_defaults(run=_cmd_speed)
     replay = commands.add_parser(

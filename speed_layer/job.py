@@ -1,8 +1,8 @@
 """Speed layer job: Kafka (retail.events) → bronze + quarantine (Delta), live views (Kafka), their Delta copy.
 
-Four streaming queries, each with its own checkpoint and scheduler pool, on two drivers by default: the live
-queries (rollups, inventory) in the `retail speed` process, bronze and the Delta copy in a child process at a
-lower CPU priority (StoreDriver; ``--part one`` runs all four on one driver):
+Four streaming queries, each with its own checkpoint and scheduler pool, on one driver by default; ``--part split``
+runs the live queries (rollups, inventory) in the `retail speed` process and bronze and the Delta copy in a child
+process at a lower CPU priority (StoreDriver):
 
 - ``bronze``    (pool bronze, RETAIL_SPEED_BRONZE_TRIGGER) stateless: every valid record → bronze/events (before
                 any watermark or dedup), every invalid one → bronze/quarantine with its reason. Off the latency path.
@@ -21,8 +21,8 @@ query's new checkpoint starts, the event-time floor of the live queries and the 
 
 Usage::
 
-    retail speed                       # run until stopped (Ctrl-C); live queries here, bronze + Delta copy in a child
-    retail speed --part one            # all four queries on this driver
+    retail speed                       # run until stopped (Ctrl-C); all four queries on this driver
+    retail speed --part split          # live queries here, bronze + Delta copy in a lower-priority child
     retail speed --part views          # only the live queries (with `--part store` elsewhere, e.g. two submits)
     retail speed --available-now       # process what is in Kafka now, then stop (tests, catch-up; one driver)
 
@@ -410,9 +410,12 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def default_part(settings: Settings) -> str:
-    """``split`` on a local master (the OS scheduler is what keeps the store queries off the live ones' CPU);
-    ``one`` on a cluster, where executors do the work and a second application could wait for free cores."""
-    return "split" if settings.spark_master.startswith("local") else "one"
+    """``one``: every query on one driver. ``split`` (two drivers) is opt-in: it measured faster live answers on two
+    cores, but in the demo (Airflow and a batch run beside it) its store driver stopped starting micro-batches
+    after two minutes, a hang not understood yet (docs/design.md). On a cluster a second application could also
+    wait for free cores."""
+    del settings  # one rule for every master until the split's hang is understood
+    return "one"
 
 
 def run(settings: Settings, available_now: bool = False, part: str | None = None) -> int:
@@ -429,7 +432,8 @@ def run(settings: Settings, available_now: bool = False, part: str | None = None
     if part == "store":
         # the parent's StoreDriver.stop (and its death, through PR_SET_PDEATHSIG) stop this driver gracefully
         signal.signal(signal.SIGTERM, _interrupt)
-    spark = build_spark_session(settings, app_name=f"retail-speed-layer-{part}", extra_conf=speed_session_conf())
+    app_name = "retail-speed-layer-store" if part == "store" else "retail-speed-layer"
+    spark = build_spark_session(settings, app_name=app_name, extra_conf=speed_session_conf())
     if sigint_ignored:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # SparkContext installs its own Ctrl-C handler
     lake = Lake(settings.lake_root, settings.checkpoint_root)

@@ -1,6 +1,6 @@
-"""`retail speed` runs two drivers (the live queries, and bronze + the Delta copy in a lower-priority child):
-neither may outlive the other. A store driver that dies stops the live one with an error exit; Ctrl-C on the live
-one stops both gracefully; no JVM is left behind either way."""
+"""`retail speed --part split` runs two drivers (the live queries, and bronze + the Delta copy in a
+lower-priority child): neither may outlive the other. A store driver that dies stops the live one with an error
+exit; Ctrl-C on the live one stops both gracefully; no JVM is left behind either way."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_a_dead_store_driver_stops_the_live_one_and_ctrl_c_stops_both(kafka, set
     root.mkdir(parents=True, exist_ok=True)
 
     # the store driver dies (SIGKILL, no clean-up): the live driver notices, stops its queries and exits with 1
-    live = start_driver(env, log)
+    live = start_driver(env, log, "--part", "split")
     store = _store_driver(live.pid, log, starts=1)
     assert _niceness(store) - _niceness(live.pid) == 7
     os.kill(store, signal.SIGKILL)
@@ -60,7 +60,7 @@ def test_a_dead_store_driver_stops_the_live_one_and_ctrl_c_stops_both(kafka, set
     assert group_gone(live.pid), "a JVM of the two drivers is still running"
 
     # Ctrl-C on the live driver (SIGINT to it alone, as `retail stop speed` sends): both stop, exit code 0
-    live = start_driver(env, log)
+    live = start_driver(env, log, "--part", "split")
     store = _store_driver(live.pid, log, starts=2)
     os.kill(live.pid, signal.SIGINT)
     assert live.wait(timeout=240) == 0, log.read_text()[-3000:]

@@ -1,4 +1,4 @@
-"""`retail speed` splits its queries over two drivers only where the OS scheduler shares one machine's cores."""
+"""`retail speed` runs one driver unless asked for two (`--part split`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from speed_layer.job import default_part, run
 
 @pytest.mark.parametrize(
     ("master", "part"),
-    [("local[2]", "split"), ("local[*]", "split"), ("spark://10.0.0.5:7077", "one"), ("k8s://https://api:6443", "one")],
+    [("local[2]", "one"), ("local[*]", "one"), ("spark://10.0.0.5:7077", "one"), ("k8s://https://api:6443", "one")],
 )
 def test_the_default_part_follows_the_master(settings, master: str, part: str) -> None:  # type: ignore[no-untyped-def]
     assert default_part(settings.model_copy(update={"spark_master": master})) == part
