@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument(
         "--part",
         choices=("split", "one", "views", "store"),
-        default=None,
+        default="one",
         help="one (default): all four queries on one driver; split: live queries here, bronze + the Delta copy "
         "in a second, lower-priority driver (faster live answers on few cores; docs/design.md); views / store: a half",
     )

@@ -354,7 +354,7 @@ class StoreDriver:
     Its JVM gets the CPU the live queries leave (``nice`` RETAIL_SPEED_STORE_NICENESS): on a small machine the
     live queries' micro-batches no longer wait behind bronze's and the MERGEs' driver work, which the fair
     scheduler pools cannot hold back (they only order tasks). The child dies with its parent (PR_SET_PDEATHSIG on
-    Linux), takes SIGINT from it on a graceful stop, and a child that exits on its own stops the parent too.
+    Linux), takes SIGTERM from it on a graceful stop, and a child that exits on its own stops the parent too.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -409,23 +409,15 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def default_part(settings: Settings) -> str:
-    """``one``: every query on one driver. ``split`` (two drivers) is opt-in: it measured faster live answers on two
-    cores, but in the demo (Airflow and a batch run beside it) its store driver stopped starting micro-batches
-    after two minutes, a hang not understood yet (docs/design.md). On a cluster a second application could also
-    wait for free cores."""
-    del settings  # one rule for every master until the split's hang is understood
-    return "one"
-
-
-def run(settings: Settings, available_now: bool = False, part: str | None = None) -> int:
+def run(settings: Settings, available_now: bool = False, part: str = "one") -> int:
     """Entry point of `retail speed`: start the queries and wait; returns a process exit code.
 
     ``part``: ``split`` runs the live queries here and bronze + the Delta copy in a second, lower-priority driver
     (StoreDriver); ``one`` runs all four queries on this driver; ``views`` / ``store`` run one half only (e.g. as
-    two spark-submits on a cluster); None: ``default_part``. ``available_now`` runs every query here, in order.
+    two spark-submits on a cluster). ``split`` is opt-in: it measured faster live answers on two cores, but in the
+    demo (Airflow and a batch run beside it) its store driver stopped starting micro-batches after two minutes, a
+    hang not understood yet (docs/design.md). ``available_now`` runs every query here, in order.
     """
-    part = part or default_part(settings)
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     sigint_ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # started by StoreDriver
