@@ -3,7 +3,8 @@
 Steps (each idempotent, so an Airflow retry or a backfill of the same interval is safe):
 
   validate-input  Great Expectations suite on the interval's bronze rows (one aggregate Spark job); records what
-                  speed/progress says at the attempt's start (speed watermark, bronze caught up)
+                  speed/progress says at the attempt's start (speed watermark, bronze caught up) and pins
+                  bronze's version: recompute and the reconciliation read that same snapshot
   recompute       deduplicate bronze by event_id over the range's partitions (duplicates share their event
                   time), roll up minute/hour/day views with distinct users computed once, stage them (one Delta
                   table, overwritten per attempt)
@@ -167,6 +168,9 @@ class BatchRun:
         with profile.part("speed progress"):
             previous_state = store.read_json(self.run_id, "state.json") or {}
             progress = store.speed_progress()
+            # pinned after the progress is read, so the snapshot holds all that progress promises: every step of
+            # the run reads this one version while the speed layer keeps appending (late events of the interval)
+            bronze_version = store.bronze_version()
         lateness = parse_duration(self.settings.speed_watermark)
         state = {
             "run_id": self.run_id,
@@ -181,10 +185,11 @@ class BatchRun:
             "bronze_caught_up_at": progress.bronze_caught_up_at,
             "lateness_seconds": lateness.total_seconds(),
             "bronze_complete_until": bronze_complete_until(progress, now, lateness),
+            "bronze_version": bronze_version,
         }
         store.write_json(self.run_id, "state.json", state)
         with profile.part("input suite"):
-            rows = in_partitions(store.bronze(), self.interval.range_start, self.interval.range_end)
+            rows = in_partitions(store.bronze(bronze_version), self.interval.range_start, self.interval.range_end)
             checks = bronze_checks(rows, now, self.settings.batch_future_tolerance_seconds)
             report = validate_bronze(checks, self.settings.batch_gx_pandas_max_rows)
         uri = store.write_json(
@@ -210,12 +215,15 @@ class BatchRun:
         store, profile = self.store, self.profile
         start, end = self.interval.range_start, self.interval.range_end
         computed_at = self.clock()
+        state = store.read_json(self.run_id, "state.json") or {}
+        # the snapshot validate-input checked (a recompute run on its own pins the newest one)
+        bronze_version = state["bronze_version"] if "bronze_version" in state else store.bronze_version()
         with profile.part("dedup + views + staging write"):
             # the counts are observed while the views are written: no extra pass over bronze or the events
             read, kept = Observation("bronze_rows"), Observation("deduplicated_rows")
             in_range = (F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end))
             candidates = (
-                candidate_rows(store.bronze(), start, end, self.dedup_guard_days)
+                candidate_rows(store.bronze(bronze_version), start, end, self.dedup_guard_days)
                 .select(*DEDUP_COLUMNS)
                 .observe(read, F.count(F.when(in_range, 1)).alias("rows"))
             )
@@ -231,6 +239,7 @@ class BatchRun:
             "deduplicated_rows": int(metrics.get("deduplicated_rows") or 0),
             "view_rows": {grain: view_rows.get(grain, 0) for grain in VIEW_TABLES},
             "staging_version": version,
+            "bronze_version": bronze_version,
             "dedup_guard_days": self.dedup_guard_days,
         }
         store.write_json(self.run_id, "recompute.json", counts)
@@ -250,7 +259,11 @@ class BatchRun:
             views_report = validate_views(view_checks(store.read_staging(self.run_id, version)), limit)
         with profile.part("reconciliation (delta-rs + pyarrow)"):
             start, end = self.interval.range_start, self.interval.range_end
-            diff, independent = reconcile(store, self.run_id, version, start, end, self.dedup_guard_days)
+            # bronze as the recompute read it: rows appended since (late events) are the next run's business
+            bronze_version = (store.read_json(self.run_id, "recompute.json") or {}).get("bronze_version")
+            diff, independent = reconcile(
+                store, self.run_id, version, start, end, self.dedup_guard_days, bronze_version=bronze_version
+            )
             reconciliation = validate_reconciliation(diff, limit)
         reports = [views_report, reconciliation]
         success = all(report.success for report in reports)

@@ -14,7 +14,7 @@ with the interval, never with history. Pure functions over pyarrow tables (``ref
 
 Example::
 
-    diff = reconcile(store, run_id, staged_version, range_start, range_end, guard_days=0)
+    diff = reconcile(store, run_id, staged_version, range_start, range_end, guard_days=0, bronze_version=12)
     # pandas frame: grain, dimension, day, revenue_diff, orders_diff, units_diff, users_diff
 """
 
@@ -223,13 +223,20 @@ def read_staged_views(table: Any) -> pa.Table:
 
 
 def reconcile(  # type: ignore[no-untyped-def]
-    store: Any, run_id: str, staged_version: int, start: datetime, end: datetime, guard_days: int = 0
+    store: Any,
+    run_id: str,
+    staged_version: int,
+    start: datetime,
+    end: datetime,
+    guard_days: int = 0,
+    bronze_version: int | None = None,
 ):
-    """The difference frame (pandas) of the staged views at ``staged_version`` against bronze, and the counts."""
+    """The difference frame (pandas) of the staged views at ``staged_version`` against bronze (at
+    ``bronze_version``, the snapshot the recompute read; newest if None), and the counts."""
     import pandas as pd
 
     bronze_path = store.lake.table("bronze/events")
-    bronze = store.delta_rs(bronze_path) if store.exists(bronze_path) else None
+    bronze = store.delta_rs(bronze_path, bronze_version) if store.exists(bronze_path) else None
     rows = read_bronze_range(bronze, start, end, guard_days)
     reference = reference_from_bronze(rows, start, end) if rows.num_rows else Reference({}, {}, 0, 0)
     views = read_staged_views(store.delta_rs(store.staging_uri(run_id), staged_version))

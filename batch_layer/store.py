@@ -216,12 +216,22 @@ class BatchStore:
         self.delete_tree(f"{self.lake.root.rstrip('/')}/batch/_staging/{_safe(run_id)}")
 
     # --- bronze and speed -----------------------------------------------------------------------
-    def bronze(self) -> DataFrame:
+    def bronze_version(self) -> int | None:
+        """bronze/events' newest version now (None: no bronze yet). A run pins it so that every step reads the
+        same snapshot while the speed layer keeps appending (late events of the interval included)."""
+        path = self.lake.table("bronze/events")
+        return self.latest_version(path) if self.exists(path) else None
+
+    def bronze(self, version: int | None = None) -> DataFrame:
+        """bronze/events (at ``version`` if given; an empty frame of its schema while there is no table)."""
         path = self.lake.table("bronze/events")
         if not self.exists(path):
             # an empty lake is a valid input (nothing happened yet): an empty frame of the contract's schema
             return self.spark.createDataFrame([], TABLE_SCHEMAS["bronze/events"])
-        return self.spark.read.format("delta").load(path)
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(path)
 
     def speed_progress(self) -> SpeedProgress:
         """What speed/progress says now (delta-rs; no Spark job).

@@ -414,9 +414,9 @@ def run(settings: Settings, available_now: bool = False, part: str = "one") -> i
 
     ``part``: ``split`` runs the live queries here and bronze + the Delta copy in a second, lower-priority driver
     (StoreDriver); ``one`` runs all four queries on this driver; ``views`` / ``store`` run one half only (e.g. as
-    two spark-submits on a cluster). ``split`` is opt-in: it measured faster live answers on two cores, but in the
-    demo (Airflow and a batch run beside it) its store driver stopped starting micro-batches after two minutes, a
-    hang not understood yet (docs/design.md). ``available_now`` runs every query here, in order.
+    two spark-submits on a cluster). ``split`` is opt-in: it measured faster live answers on two cores, but on a busy
+    machine (the demo: Airflow and a batch run beside it) the lower-priority driver falls minutes behind, and bronze
+    and W with it (docs/design.md). ``available_now`` runs every query here, in order.
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")

@@ -191,3 +191,41 @@ def test_a_staged_view_tampered_after_recompute_fails_reconciliation_and_keeps_w
     with pytest.raises(BatchError, match="did not pass validate-views"):
         run.publish()
     assert store.current_marks() == marks_before
+
+
+def test_events_appended_while_a_run_is_under_way_wait_for_the_next_run(spark, gated_lake) -> None:  # type: ignore[no-untyped-def]
+    # the speed layer keeps appending to bronze during a run (late events of the interval, a bronze query catching
+    # up): every step reads the version validate-input pinned, so the reconciliation compares like with like
+    from tests.batch_layer.conftest import actual_view, expected_views
+
+    batch_settings, lake = gated_lake
+    store = BatchStore(spark, lake)
+    day = NEXT + timedelta(days=2)
+    rows = generated_events(seed=25, count=60, start=day + timedelta(hours=1), rate=0.01)
+    write_bronze(spark, lake.bronze_events, rows)
+    _write_progress(lake.table("speed/progress"), day + timedelta(days=1))
+    run = batch_run(spark, batch_settings, day, run_id="under-way", lookback_days=0)
+    run.validate_input()
+    pinned = store.read_json("under-way", "state.json")["bronze_version"]  # type: ignore[index]
+    assert pinned == store.latest_version(lake.bronze_events)
+
+    def late_purchase(event_id: str, offset: int) -> dict:
+        late = dict(next(row for row in rows if row["event_type"] == "purchase"))
+        late.update(event_id=event_id, quantity=3, unit_price=Decimal("10.00"), kafka_offset=offset)
+        return late
+
+    write_bronze(spark, lake.bronze_events, [late_purchase("late-before-recompute", 30_000)])
+    run.recompute()
+    write_bronze(spark, lake.bronze_events, [late_purchase("late-before-validation", 30_001)])
+    run.validate_views()  # before the fix: orders_diff -1, revenue_diff -30.00 against the newest bronze
+    run.publish()
+    assert store.read_json("under-way", "recompute.json")["bronze_version"] == pinned  # type: ignore[index]
+    expected = expected_views(rows, day, day + timedelta(days=1))["day"]
+    published = {cell: value for cell, value in actual_view(spark, store, "day").items() if cell[0] == day}
+    assert published == expected
+    # the next run of the day reads the late purchases
+    run_batch(spark, batch_settings, day, run_id="under-way-again", lookback_days=0)
+    late_rows = [late_purchase("late-before-recompute", 30_000), late_purchase("late-before-validation", 30_001)]
+    again = {cell: value for cell, value in actual_view(spark, store, "day").items() if cell[0] == day}
+    assert again == expected_views([*rows, *late_rows], day, day + timedelta(days=1))["day"]
+    assert again[(day, "total", "all")][1] == expected[(day, "total", "all")][1] + 2
