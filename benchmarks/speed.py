@@ -1125,7 +1125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the speed path: event→served, alerts, lag, drain.")
     parser.add_argument("--rates", default="1000,5000,10000", help="offered events/s, comma-separated")
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds per rate")
-    parser.add_argument("--warmup", type=float, default=20.0, help="seconds of load before each measured window")
+    parser.add_argument(
+        "--warmup", type=float, default=45.0, help="seconds of load before each measured window (Spark warms up)"
+    )
     parser.add_argument("--drain-events", type=int, default=1_000_000, help="backlog size of the drain (0: skip)")
     parser.add_argument("--poll-interval", type=float, default=0.05, help="seconds between API polls")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "BENCHMARKS.md", help="report file")

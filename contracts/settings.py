@@ -150,11 +150,16 @@ class Settings(BaseSettings):
     speed_durable_trigger: str = Field(
         default="30 seconds", description="Trigger of the query copying the speed topics into the Delta speed tables."
     )
-    speed_store_niceness: int = Field(
-        default=5,
+    speed_copy_niceness: int = Field(
+        default=10,
         ge=0,
         le=19,
-        description="CPU priority (nice) of the speed layer's second driver (bronze, Delta copy) below the live one.",
+        description="CPU priority (nice) of the speed layer's second driver (the Delta copy) below the first one.",
+    )
+    speed_shuffle_partitions: int = Field(
+        default=1,
+        ge=1,
+        description="Shuffle (and state) partitions of the speed layer's new checkpoints; raise on a cluster.",
     )
     speed_max_offsets_per_trigger: int | None = Field(default=None, ge=1, description="Backpressure cap.")
     speed_starting_offsets: str = Field(default="earliest", description="Where a new checkpoint starts.")

@@ -388,10 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speed.add_argument(
         "--part",
-        choices=("split", "one", "views", "store"),
-        default="one",
-        help="one (default): all four queries on one driver; split: live queries here, bronze + the Delta copy "
-        "in a second, lower-priority driver (faster live answers on few cores; docs/design.md); views / store: a half",
+        choices=("split", "one", "events", "copy"),
+        default=None,
+        help="split (default on a local master): bronze + live queries here, the Delta copy of the speed topics in "
+        "a second, lower-priority driver; one (default on a cluster): all four queries on one driver; events / "
+        "copy: one half (docs/design.md)",
     )
     speed.set_defaults(run=_cmd_speed)
     replay = commands.add_parser(

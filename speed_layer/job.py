@@ -1,8 +1,8 @@
 """Speed layer job: Kafka (retail.events) → bronze + quarantine (Delta), live views (Kafka), their Delta copy.
 
-Four streaming queries, each with its own checkpoint and scheduler pool, on one driver by default; ``--part split``
-runs the live queries (rollups, inventory) in the `retail speed` process and bronze and the Delta copy in a child
-process at a lower CPU priority (StoreDriver):
+Four streaming queries, each with its own checkpoint and scheduler pool. On a local master `retail speed` runs
+``--part split`` by default: everything that reads retail.events (bronze, rollups, inventory) in its own process,
+and the Delta copy in a child process at a lower CPU priority (CopyDriver); on a cluster, ``one`` driver:
 
 - ``bronze``    (pool bronze, RETAIL_SPEED_BRONZE_TRIGGER) stateless: every valid record → bronze/events (before
                 any watermark or dedup), every invalid one → bronze/quarantine with its reason. Off the latency path.
@@ -21,13 +21,14 @@ query's new checkpoint starts, the event-time floor of the live queries and the 
 
 Usage::
 
-    retail speed                       # run until stopped (Ctrl-C); all four queries on this driver
-    retail speed --part split          # live queries here, bronze + Delta copy in a lower-priority child
-    retail speed --part views          # only the live queries (with `--part store` elsewhere, e.g. two submits)
+    retail speed                       # run until stopped (Ctrl-C): split on a local master, else one
+    retail speed --part one            # all four queries on this driver
+    retail speed --part events         # bronze + live queries only (with `--part copy` elsewhere, e.g. two submits)
     retail speed --available-now       # process what is in Kafka now, then stop (tests, catch-up; one driver)
 
 Settings: RETAIL_SPEED_WATERMARK, RETAIL_SPEED_TRIGGER, RETAIL_SPEED_BRONZE_TRIGGER, RETAIL_SPEED_DURABLE_TRIGGER,
-RETAIL_SPEED_STORE_NICENESS, RETAIL_SPEED_MAX_OFFSETS_PER_TRIGGER, RETAIL_SPEED_STARTING_OFFSETS,
+RETAIL_SPEED_COPY_NICENESS, RETAIL_SPEED_SHUFFLE_PARTITIONS, RETAIL_SPEED_MAX_OFFSETS_PER_TRIGGER,
+RETAIL_SPEED_STARTING_OFFSETS,
 RETAIL_LOW_STOCK_THRESHOLD (docs/settings.md).
 """
 
@@ -96,13 +97,18 @@ def _duration(text: str) -> timedelta:
 
 
 POOLS = ("live", "bronze", "durable")
-PARTS = ("split", "one", "views", "store")
+PARTS = ("split", "one", "events", "copy")
 _FAIR_SCHEDULER_FILE = Path(__file__).with_name("fairscheduler.xml")
 
 
-def speed_session_conf() -> dict[str, str]:
+def speed_session_conf(settings: Settings) -> dict[str, str]:
     """Spark settings of the speed layer's own session (on top of contracts.spark.spark_conf)."""
     return {
+        # every stateful operator keeps one state store (RocksDB instance) per shuffle partition and commits each
+        # one every micro-batch: on two cores one partition per operator gave event→served p95 5.1 s instead of
+        # 8.6 s at 1,000 events/s (docs/design.md, "Latency"). A query keeps the number its checkpoint was
+        # created with, so this only changes new checkpoints.
+        "spark.sql.shuffle.partitions": str(settings.speed_shuffle_partitions),
         # the live queries' tasks go before bronze's and the Delta copy's (speed_layer/fairscheduler.xml)
         "spark.scheduler.mode": "FAIR",
         "spark.scheduler.allocation.file": str(_FAIR_SCHEDULER_FILE),
@@ -195,7 +201,12 @@ class SpeedLayer:
         parsed = batch.persist()
         try:
             append_once(valid_events(parsed), self.lake.bronze_events, app_id, batch_id)
-            append_once(quarantined_records(parsed), self.lake.bronze_quarantine, app_id, batch_id)
+            quarantined = quarantined_records(parsed)
+            # most batches hold no bad record, and even an empty Delta commit costs ~0.8 s of driver work here
+            # (measured: 10,000 records, 2.9 → 2.1 s per batch). A replay sees the same records and the same batch
+            # time (Spark keeps it in the offset log), so it makes the same choice.
+            if not quarantined.isEmpty():
+                append_once(quarantined, self.lake.bronze_quarantine, app_id, batch_id)
         finally:
             parsed.unpersist()
 
@@ -315,20 +326,20 @@ class SpeedLayer:
     def start(self, part: str = "one") -> list[StreamingQuery]:
         """Start the queries of ``part`` (continuous mode); see ``drain`` for available-now runs.
 
-        ``one``: every query on this session. ``views``: the two live queries only. ``store``: bronze and the
-        durable copy only (`retail speed` runs it as a second, lower-priority driver: StoreDriver).
+        ``one``: every query on this session. ``events``: the queries that read retail.events (bronze and the two
+        live queries). ``copy``: the Delta copy of the speed topics only (`retail speed` runs it as a second,
+        lower-priority driver: CopyDriver).
         """
         if self.available_now:
             raise ValueError("available_now runs go through drain(), which orders the queries")
-        if part not in ("one", "views", "store"):
-            raise ValueError(f"part must be one, views or store, got {part!r}")
+        if part not in ("one", "events", "copy"):
+            raise ValueError(f"part must be one, events or copy, got {part!r}")
         self._prepare()
         queries: list[StreamingQuery] = []
-        if part in ("one", "store"):
+        if part in ("one", "events"):
             queries.append(self.start_bronze())
-        if part in ("one", "views"):
             queries.extend(self.start_views())
-        if part in ("one", "store"):
+        if part in ("one", "copy"):
             queries.append(self.start_durable())
         return queries
 
@@ -348,17 +359,19 @@ def _await(query: StreamingQuery) -> None:
         raise RuntimeError(f"speed query {query.name} failed: {query.exception()}")
 
 
-class StoreDriver:
-    """The second driver of `retail speed`: bronze + quarantine and the Delta copy, in a child process.
+class CopyDriver:
+    """The second driver of `retail speed --part split`: the Delta copy of the speed topics, in a child process.
 
-    Its JVM gets the CPU the live queries leave (``nice`` RETAIL_SPEED_STORE_NICENESS): on a small machine the
-    live queries' micro-batches no longer wait behind bronze's and the MERGEs' driver work, which the fair
-    scheduler pools cannot hold back (they only order tasks). The child dies with its parent (PR_SET_PDEATHSIG on
-    Linux), takes SIGTERM from it on a graceful stop, and a child that exits on its own stops the parent too.
+    Its JVM gets the CPU the first driver leaves (``nice`` RETAIL_SPEED_COPY_NICENESS): its three MERGEs per
+    micro-batch (tens of seconds of work on two busy cores) no longer take the live queries' CPU, which the fair
+    scheduler pools cannot prevent (they only order tasks). Falling behind costs nothing the live answers or the
+    batch depend on: the copy catches up in larger batches, exactly once. The child dies with its parent
+    (PR_SET_PDEATHSIG on Linux), takes SIGTERM from it on a graceful stop, and a child that exits on its own stops
+    the parent too.
     """
 
     def __init__(self, settings: Settings) -> None:
-        niceness = settings.speed_store_niceness
+        niceness = settings.speed_copy_niceness
         # looked up here: between fork and exec only plain calls are safe
         prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
 
@@ -370,11 +383,11 @@ class StoreDriver:
             if prctl is not None:
                 prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: die with the parent, even when it is SIGKILLed
 
-        argv = [sys.executable, "-m", "retail_cli.main", "speed", "--part", "store"]
+        argv = [sys.executable, "-m", "retail_cli.main", "speed", "--part", "copy"]
         self.process = subprocess.Popen(argv, preexec_fn=lower_priority)  # noqa: S603 - our own CLI
         self.stopping = threading.Event()
         print(
-            f"speed layer: store driver (bronze, durable) started: pid {self.process.pid}, nice +{niceness}", flush=True
+            f"speed layer: copy driver (the Delta copy) started: pid {self.process.pid}, nice +{niceness}", flush=True
         )
 
     def watch(self, on_exit: Callable[[int], None]) -> None:
@@ -397,7 +410,7 @@ class StoreDriver:
         try:
             self.process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
-            log.error("the store driver did not stop within %.0f s: killing it", grace_s)
+            log.error("the copy driver did not stop within %.0f s: killing it", grace_s)
             self.process.kill()
             self.process.wait()
             return False
@@ -409,23 +422,28 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run(settings: Settings, available_now: bool = False, part: str = "one") -> int:
+def default_part(settings: Settings) -> str:
+    """``split`` on a local master (the Delta copy's MERGEs then run at a lower CPU priority than the live
+    queries); ``one`` on a cluster, where executors do the work and a second application would wait for cores."""
+    return "split" if settings.spark_master.startswith("local") else "one"
+
+
+def run(settings: Settings, available_now: bool = False, part: str | None = None) -> int:
     """Entry point of `retail speed`: start the queries and wait; returns a process exit code.
 
-    ``part``: ``split`` runs the live queries here and bronze + the Delta copy in a second, lower-priority driver
-    (StoreDriver); ``one`` runs all four queries on this driver; ``views`` / ``store`` run one half only (e.g. as
-    two spark-submits on a cluster). ``split`` is opt-in: it measured faster live answers on two cores, but on a busy
-    machine (the demo: Airflow and a batch run beside it) the lower-priority driver falls minutes behind, and bronze
-    and W with it (docs/design.md). ``available_now`` runs every query here, in order.
+    ``part`` (None: ``default_part``): ``split`` runs bronze and the live queries here and the Delta copy in a
+    second, lower-priority driver (CopyDriver); ``one`` runs all four queries on this driver; ``events`` / ``copy``
+    run one half only (e.g. as two spark-submits on a cluster). ``available_now`` runs every query here, in order.
     """
+    part = default_part(settings) if part is None else part
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
-    sigint_ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # started by StoreDriver
-    if part == "store":
-        # the parent's StoreDriver.stop (and its death, through PR_SET_PDEATHSIG) stop this driver gracefully
+    sigint_ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # started by CopyDriver
+    if part == "copy":
+        # the parent's CopyDriver.stop (and its death, through PR_SET_PDEATHSIG) stop this driver gracefully
         signal.signal(signal.SIGTERM, _interrupt)
-    app_name = "retail-speed-layer-store" if part == "store" else "retail-speed-layer"
-    spark = build_spark_session(settings, app_name=app_name, extra_conf=speed_session_conf())
+    app_name = "retail-speed-layer-copy" if part == "copy" else "retail-speed-layer"
+    spark = build_spark_session(settings, app_name=app_name, extra_conf=speed_session_conf(settings))
     if sigint_ignored:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # SparkContext installs its own Ctrl-C handler
     lake = Lake(settings.lake_root, settings.checkpoint_root)
@@ -450,27 +468,27 @@ def run(settings: Settings, available_now: bool = False, part: str = "one") -> i
         finally:
             recorder.close()
         return 0
-    store: StoreDriver | None = None
-    store_failed: list[int] = []
+    copy: CopyDriver | None = None
+    copy_failed: list[int] = []
     try:
-        queries = layer.start("views" if part == "split" else part)
+        queries = layer.start("events" if part == "split" else part)
         if part == "split":
             # started once this driver has created the tables and topics, so the two never race to create them
-            store = StoreDriver(settings)
+            copy = CopyDriver(settings)
 
-            def store_exited(code: int) -> None:
-                store_failed.append(code)
-                log.error("the store driver (bronze, durable) exited with code %s: stopping", code)
-                recorder.record_error(f"the store driver (bronze, durable) exited with code {code}")
+            def copy_exited(code: int) -> None:
+                copy_failed.append(code)
+                log.error("the copy driver (the Delta copy) exited with code %s: stopping", code)
+                recorder.record_error(f"the copy driver (the Delta copy) exited with code {code}")
                 for query in queries:
                     query.stop()
 
-            store.watch(store_exited)
+            copy.watch(copy_exited)
     except Exception as error:
         recorder.record_error(error)
         recorder.close()
-        if store is not None:
-            store.stop()
+        if copy is not None:
+            copy.stop()
         raise
     failed = False
     try:
@@ -483,7 +501,7 @@ def run(settings: Settings, available_now: bool = False, part: str = "one") -> i
                 failed = True
                 log.error("query %s failed: %s", query.name, query.exception())
             query.stop()
-        if store is not None and not store.stop():
+        if copy is not None and not copy.stop():
             failed = True
         recorder.close()
-    return 1 if failed or store_failed else 0
+    return 1 if failed or copy_failed else 0

@@ -7,7 +7,9 @@ the checkpoint) through the job's test-only hook; one is an external SIGKILL at 
 
 from __future__ import annotations
 
+import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +70,9 @@ def test_sigkills_on_every_write_path_neither_drop_nor_duplicate(kafka, settings
 
     facts = assert_exact_after_restart(run_settings, lake, producer.sent)
     print(f"\n[crash test] {kills} kills, exact after restart: {facts}")
+    # the driver's own session created the checkpoints: its stateful queries have one state partition each
+    for query in ("rollups", "inventory"):
+        offsets = [path for path in (Path(lake.checkpoint(query)) / "offsets").iterdir() if path.name.isdigit()]
+        first = min(offsets, key=lambda path: int(path.name))
+        metadata = json.loads(first.read_text().splitlines()[1])
+        assert metadata["conf"]["spark.sql.shuffle.partitions"] == str(run_settings.speed_shuffle_partitions) == "1"

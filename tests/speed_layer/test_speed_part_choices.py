@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 
 from retail_cli.main import build_parser
-from speed_layer.job import run
+from speed_layer.job import default_part, run
 
 
-def test_one_driver_is_the_default_of_retail_speed() -> None:
-    assert build_parser().parse_args(["speed"]).part == "one"
+def test_the_default_part_is_split_on_a_local_master_and_one_on_a_cluster(settings) -> None:  # type: ignore[no-untyped-def]
+    assert build_parser().parse_args(["speed"]).part is None  # run() chooses
+    assert default_part(settings.model_copy(update={"spark_master": "local[2]"})) == "split"
+    assert default_part(settings.model_copy(update={"spark_master": "spark://10.0.0.5:7077"})) == "one"
+    assert default_part(settings.model_copy(update={"spark_master": "k8s://https://api:6443"})) == "one"
 
 
 def test_an_unknown_part_is_refused_before_spark_starts(settings) -> None:  # type: ignore[no-untyped-def]
