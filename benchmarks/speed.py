@@ -74,6 +74,7 @@ from contracts.settings import PROJECT_ROOT, Settings
 from contracts.tables import Lake
 from contracts.topics import pipeline_topics
 from infra.kafka_broker import LocalKafka
+from speed_layer.job import default_part
 
 MARK_START, MARK_END = "<!-- bench-speed:start -->", "<!-- bench-speed:end -->"
 
@@ -846,13 +847,15 @@ def render(results: dict[str, Any]) -> str:
         )
     )
     out.append("")
+    part = default_part(settings)
+    copy = f" in a second driver at nice +{settings.speed_copy_niceness}" if part == "split" else ""
     out.append(
-        f"Setup: `retail speed` (`{settings.spark_master}`; live queries rollups + inventory trigger "
-        f"`{settings.speed_trigger}`, bronze `{settings.speed_bronze_trigger}`, "
-        f"durable `{settings.speed_durable_trigger}`, "
-        f"watermark {settings.speed_watermark}) and `retail serve` (speed views from the compacted speed topics) as "
-        "separate processes on one broker; load from Kafka's ConsoleProducer (acks=all, idempotent, linger 5 ms) fed "
-        f"every 10 ms; each rate: {args.warmup:.0f} s warm-up, then {args.duration:.0f} s measured; /api/revenue and "
+        f"Setup: `retail speed` (`{settings.spark_master}`, `--part {part}`, {settings.speed_shuffle_partitions} "
+        f"state partition(s); live queries rollups + inventory trigger `{settings.speed_trigger}`, bronze "
+        f"`{settings.speed_bronze_trigger}`, durable `{settings.speed_durable_trigger}`{copy}, watermark "
+        f"{settings.speed_watermark}) and `retail serve` (speed views from the compacted speed topics) as separate "
+        "processes on one broker; load from Kafka's ConsoleProducer (acks=all, idempotent, linger 5 ms) fed every "
+        f"10 ms; each rate: {args.warmup:.0f} s warm-up, then {args.duration:.0f} s measured; /api/revenue and "
         f"/api/alerts polled every {args.poll_interval * 1000:.0f} ms."
     )
     out += ["", "### Targets", "", "| target | measured | verdict |", "|---|---|---|"]
