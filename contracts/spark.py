@@ -56,6 +56,16 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+_DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+# When a foreachBatch query is stopped while its Python function is inside a JVM call (bronze's Delta append),
+# Spark decides whether the error means "interrupted by stop()" by running the regex `(.|\r\n|\r|\n)*` over the
+# whole Python error text (StreamExecution.isInterruptionException, SPARK-48717), several stack frames per
+# character. That text is ~13,500 characters for a Delta write: with the JVM's default 1 MB thread stack (and with
+# 8 MB) the stream thread died of StackOverflowError instead of stopping cleanly; 16 MB sufficed. 64 MB leaves room
+# for four times that text; thread stacks are reserved address space, only the pages touched become resident.
+_DRIVER_STACK_OPTION = "-Xss64m"
+
+
 def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
     """Every Spark setting the project relies on, as a plain dict (also handed to spark-submit)."""
     s3a = uses_s3a(settings)
@@ -100,7 +110,10 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         conf["spark.cores.max"] = str(settings.spark_cores_max)
     if s3a or settings.s3_endpoint:
         conf.update(s3a_conf(settings))
-    conf.update(settings.spark_extra_conf)
+    extra = dict(settings.spark_extra_conf)
+    # the user's JVM options come after ours, so a -Xss of theirs wins
+    conf[_DRIVER_JAVA_OPTIONS] = " ".join(filter(None, (_DRIVER_STACK_OPTION, extra.pop(_DRIVER_JAVA_OPTIONS, ""))))
+    conf.update(extra)
     return conf
 
 

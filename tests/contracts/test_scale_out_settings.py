@@ -50,6 +50,15 @@ def test_extra_spark_conf_comes_from_json_and_wins(tmp_path: Path, monkeypatch: 
     assert conf["spark.delta.logStore.s3a.impl"] == "io.delta.storage.S3DynamoDBLogStore"
 
 
+def test_driver_java_options_of_the_user_come_after_the_stack_size(tmp_path: Path) -> None:
+    cache = _jar_cache(tmp_path, "spark", "project")
+    plain = spark_conf(Settings(_env_file=None, jar_cache=cache), "t")
+    assert plain["spark.driver.extraJavaOptions"] == "-Xss64m"
+    extra = {"spark.driver.extraJavaOptions": "-Xss128m -Dfoo=bar"}
+    conf = spark_conf(Settings(_env_file=None, jar_cache=cache, spark_extra_conf=extra), "t")
+    assert conf["spark.driver.extraJavaOptions"] == "-Xss64m -Xss128m -Dfoo=bar"  # the JVM takes the last -Xss
+
+
 def test_a_lake_on_s3a_adds_the_s3_jars_and_the_s3a_settings(tmp_path: Path) -> None:
     settings = Settings(
         _env_file=None,
