@@ -17,7 +17,8 @@ replayed micro-batch (the Kafka sink is at-least-once) only repeats a value that
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -104,29 +105,48 @@ def sales_key(dimension: str, key: str, bucket_start: datetime) -> str:
     return f"{dimension}|{key}|{micros}"
 
 
+# A refused node stays in back-off for at least 40 ms (kafka-python: 50 ms, jittered, doubling on each refusal),
+# so a retry 20 ms later goes to another node; ten attempts ride out several dead nodes and slow connects.
+_ADMIN_ATTEMPTS = 10
+_ADMIN_RETRY_S = 0.02
+
+
 def ensure_topics(specs: Iterable[TopicSpec], client_options: Mapping[str, Any]) -> dict[str, int]:
     """Create the topics of ``specs`` that do not exist yet; returns every non-internal topic → partitions.
 
     ``client_options`` are kafka-python connection options (Settings.kafka_python_options()). Existing topics
     are left as they are. The broker's replication default applies (one on the local broker, the cluster's
-    default elsewhere).
+    default elsewhere). A cluster node that is down but still in the metadata (until the controller fences it)
+    does not fail the call: kafka-python sends each request to a random node and raises when that one refuses
+    the connection; the request is then sent again, and the refused node is in back-off, so another one answers.
     """
     from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.errors import KafkaConnectionError, NodeNotReadyError, TopicAlreadyExistsError
+
+    def again(call: Callable[[], Any]) -> Any:
+        for attempt in range(_ADMIN_ATTEMPTS):
+            try:
+                return call()
+            except (KafkaConnectionError, NodeNotReadyError):
+                if attempt == _ADMIN_ATTEMPTS - 1:
+                    raise
+                time.sleep(_ADMIN_RETRY_S)
+        raise AssertionError("unreachable")
 
     admin = KafkaAdminClient(request_timeout_ms=10_000, client_id="retail-admin", **client_options)
     try:
-        existing = set(admin.list_topics())
+        existing = set(again(admin.list_topics))
         missing = [
             NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=-1, topic_configs=spec.configs)
             for spec in specs
             if spec.name not in existing
         ]
         if missing:
-            # another caller may win the race: the topic then exists, which is what we wanted
+            # another caller may win the race (or an attempt whose answer was lost): the topic then exists,
+            # which is what we wanted
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(missing)
-        described = admin.describe_topics()
+                again(lambda: admin.create_topics(missing))
+        described = again(admin.describe_topics)
     finally:
         admin.close()
     return {
