@@ -124,14 +124,12 @@ def ensure_topics(specs: Iterable[TopicSpec], client_options: Mapping[str, Any])
     from kafka.errors import KafkaConnectionError, NodeNotReadyError, TopicAlreadyExistsError
 
     def again(call: Callable[[], Any]) -> Any:
-        for attempt in range(_ADMIN_ATTEMPTS):
+        for _ in range(_ADMIN_ATTEMPTS - 1):
             try:
                 return call()
             except (KafkaConnectionError, NodeNotReadyError):
-                if attempt == _ADMIN_ATTEMPTS - 1:
-                    raise
                 time.sleep(_ADMIN_RETRY_S)
-        raise AssertionError("unreachable")
+        return call()  # the last attempt's error is the caller's
 
     admin = KafkaAdminClient(request_timeout_ms=10_000, client_id="retail-admin", **client_options)
     try:

@@ -18,14 +18,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_query_stopped_inside_a_delta_write_reports_stopped(spark, test_root) -> None:
-    table = str(test_root / "stop-mid-write" / "table")  # never committed: the stop interrupts the first write
+    table = test_root / "stop-mid-write" / "table"  # never committed: the stop interrupts the first write
     writing = threading.Event()
 
     def write(batch, _batch_id: int) -> None:
         writing.set()
         # long enough to still be running when the query is stopped (about 10 s on two cores)
         rows = batch.sparkSession.range(40_000_000).withColumn("h", F.sha2(F.col("id").cast("string"), 256))
-        rows.write.format("delta").mode("append").save(table)
+        rows.write.format("delta").mode("append").save(str(table))
 
     query = (
         spark.readStream.format("rate")
@@ -45,4 +45,4 @@ def test_a_query_stopped_inside_a_delta_write_reports_stopped(spark, test_root) 
     assert query.exception() is None
     # "Stopped" is set only by the stop path; a stream thread killed by an Error leaves the batch's message
     assert query.status["message"] == "Stopped", query.status
-    assert not list((test_root / "stop-mid-write" / "table").glob("_delta_log/*.json")), "nothing was committed"
+    assert not list(table.glob("_delta_log/*.json")), "nothing was committed"

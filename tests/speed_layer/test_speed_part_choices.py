@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from retail_cli.main import build_parser
-from speed_layer.job import default_part, run
+from speed_layer.job import PARTS, default_part, run
 
 
 def test_the_default_part_is_split_on_a_local_master_and_one_on_a_cluster(settings) -> None:  # type: ignore[no-untyped-def]
@@ -16,5 +16,7 @@ def test_the_default_part_is_split_on_a_local_master_and_one_on_a_cluster(settin
 
 
 def test_an_unknown_part_is_refused_before_spark_starts(settings) -> None:  # type: ignore[no-untyped-def]
+    # the CLI spells the parts out (it imports no Spark code to build its parser): it takes every part of the job
+    assert [build_parser().parse_args(["speed", "--part", part]).part for part in PARTS] == list(PARTS)
     with pytest.raises(ValueError, match="part must be one of"):
         run(settings, part="bronze")
