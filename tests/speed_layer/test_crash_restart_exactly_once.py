@@ -1,8 +1,9 @@
-"""Crash test: SIGKILL the streaming driver and its JVM three times while events are produced; after every
+"""Crash test: SIGKILL the streaming driver and its JVM five times while events are produced; after every
 restart from the checkpoint, bronze holds each produced event exactly once and the views equal the answers.
 
-Two kills land in the window that matters (after the Delta writes of a micro-batch, before Spark commits it to
-the checkpoint) through the job's test-only hook; one is an external SIGKILL at an arbitrary moment.
+Four kills land in the window that matters (after the writes of a micro-batch of bronze, the two live queries and
+the Delta copy, before Spark commits it to the checkpoint) through the job's test-only hook; one is an external
+SIGKILL of both speed drivers at an arbitrary moment.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def test_sigkills_on_every_write_path_neither_drop_nor_duplicate(kafka, settings
     kills = 0
     try:
         # the hook kills driver + JVM right after a micro-batch's writes (Delta for bronze and the Delta copy,
-        # Kafka for the live queries), before Spark commits that batch to the checkpoint: the batch is replayed
+        # Kafka for the live queries), before Spark commits that batch to the checkpoint: the batch is replayed.
+        # One driver runs all four queries here (one JVM start per kill, the copy not starved at nice +10); the
+        # external kill below hits the default two-driver split
         for crash_at in ("bronze:2", "rollups:2", "inventory:2", "durable:2"):
-            process = start_driver({**env, CRASH_ENV: crash_at}, log)
+            process = start_driver({**env, CRASH_ENV: crash_at}, log, "--part", "one")
             assert process.wait(timeout=400) == -signal.SIGKILL, log.read_text()[-3000:]
             assert group_gone(process.pid), "a JVM of the killed driver is still running"
             kills += 1
