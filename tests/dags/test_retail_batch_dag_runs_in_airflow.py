@@ -74,20 +74,15 @@ def airflow_lake(spark, airflow_settings: Settings) -> Lake:  # type: ignore[no-
 
 
 @pytest.fixture(scope="module")
-def local_airflow(airflow_settings: Settings) -> LocalAirflow:
+def running_airflow(airflow_settings: Settings) -> Iterator[LocalAirflow]:
     airflow = LocalAirflow.from_settings(airflow_settings)
     airflow.migrate()
-    return airflow
-
-
-@pytest.fixture(scope="module")
-def running_airflow(local_airflow: LocalAirflow) -> Iterator[LocalAirflow]:
-    seconds = local_airflow.start()
-    print(f"\n[airflow fixture] api-server, scheduler, dag-processor ready on {local_airflow.url} in {seconds:.1f}s")
-    yield local_airflow
-    stopped = local_airflow.stop()
+    seconds = airflow.start()
+    print(f"\n[airflow fixture] api-server, scheduler, dag-processor ready on {airflow.url} in {seconds:.1f}s")
+    yield airflow
+    stopped = airflow.stop()
     assert set(stopped) == {"api-server", "scheduler", "dag-processor"}
-    assert local_airflow.pids() == {}
+    assert airflow.pids() == {}
 
 
 def test_dag_triggered_through_the_rest_api_succeeds(spark, running_airflow, airflow_lake) -> None:  # type: ignore[no-untyped-def]
