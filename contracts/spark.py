@@ -23,6 +23,7 @@ import sys
 from pyspark.sql import SparkSession
 
 from contracts.jars import jar_files
+from contracts.jvm import share_options, spark_archive
 from contracts.settings import Settings
 
 __all__ = ["build_spark_session", "spark_conf", "uses_s3a", "s3a_conf"]
@@ -57,6 +58,7 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
 
 
 _DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+_EXECUTOR_JAVA_OPTIONS = "spark.executor.extraJavaOptions"
 # When a foreachBatch query is stopped while its Python function is inside a JVM call (bronze's Delta append),
 # Spark decides whether the error means "interrupted by stop()" by running the regex `(.|\r\n|\r|\n)*` over the
 # whole Python error text (StreamExecution.isInterruptionException, SPARK-48717), several stack frames per
@@ -111,8 +113,16 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
     if s3a or settings.s3_endpoint:
         conf.update(s3a_conf(settings))
     extra = dict(settings.spark_extra_conf)
+    # the class-data archive `make setup` built for this java and pyspark (contracts/jvm.py): faster JVM starts;
+    # a JVM elsewhere (a cluster's hosts) without that file, or with another JDK, starts without it
+    archive = " ".join(share_options(spark_archive(settings.jar_cache)))
     # the user's JVM options come after ours, so a -Xss of theirs wins
-    conf[_DRIVER_JAVA_OPTIONS] = " ".join(filter(None, (_DRIVER_STACK_OPTION, extra.pop(_DRIVER_JAVA_OPTIONS, ""))))
+    conf[_DRIVER_JAVA_OPTIONS] = " ".join(
+        filter(None, (_DRIVER_STACK_OPTION, archive, extra.pop(_DRIVER_JAVA_OPTIONS, "")))
+    )
+    executor_options = " ".join(filter(None, (archive, extra.pop(_EXECUTOR_JAVA_OPTIONS, ""))))
+    if executor_options:
+        conf[_EXECUTOR_JAVA_OPTIONS] = executor_options
     conf.update(extra)
     return conf
 

@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.jars import jar_files
+from contracts.jvm import java_binary, kafka_archive, share_options
 from contracts.settings import PROJECT_ROOT, Settings
 from contracts.topics import TopicSpec, ensure_topics
 from infra.errors import BrokerError
@@ -82,6 +82,8 @@ class LocalKafka:
     cluster_id_file: Path | None = None
     replication_factor: int = 1
     min_insync_replicas: int = 1
+    # the broker JVM's own options in place of the class-data archive's (infra/jvm_archive.py builds it so)
+    jvm_options: tuple[str, ...] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalKafka:
@@ -108,11 +110,10 @@ class LocalKafka:
         return self.data_dir / "logs" / "server.log"
 
     def _java(self) -> str:
-        java_home = os.environ.get("JAVA_HOME")
-        java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-        if not java or not Path(java).exists():
+        java = java_binary()
+        if java is None:
             raise BrokerError("java not found: install OpenJDK 17+ (make setup checks for it)")
-        return java
+        return str(java)
 
     def _classpath(self) -> str:
         return os.pathsep.join(str(jar) for jar in jar_files(self.jar_cache, "kafka"))
@@ -142,8 +143,11 @@ class LocalKafka:
         return config
 
     def _jvm(self, main_class: str, *args: str, heap: str = "256m") -> list[str]:
+        training = main_class == "kafka.Kafka" and self.jvm_options is not None
+        options = self.jvm_options if training else share_options(kafka_archive(self.jar_cache))
         return [
             self._java(),
+            *options,
             "-Xms128m",
             f"-Xmx{heap}",
             "-XX:+UseG1GC",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up of everything the project needs on this machine:
-#   uv -> locked Python venv (.venv) -> Java check -> JVM jars from Maven Central (var/cache/jars).
+#   uv -> locked Python venv (.venv) -> Java check -> JVM jars from Maven Central (var/cache/jars)
+#   -> the project's JVM classes -> class-data archives of the Spark and Kafka JVMs (var/cache/jars/cds).
 # Browser tests additionally need Debian's chromium + chromium-driver: scripts/setup.sh --browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,9 @@ step "JVM jars (Delta Lake, Spark Kafka source, Apache Kafka broker)"
 
 step "Project JVM classes (the speed layer's inventory processor)"
 .venv/bin/python infra/build_jvm.py
+
+step "Class-data archives (faster starts of Spark and Kafka JVMs; built once per JDK and pyspark)"
+.venv/bin/python -m infra.jvm_archive
 
 if [ "${1:-}" = "--browser" ]; then
   step "Chromium + chromedriver (browser tests)"

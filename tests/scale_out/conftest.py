@@ -42,6 +42,7 @@ def spark_cluster(settings: Settings, test_root: Path) -> Iterator[object]:
         worker_cores=1,
         worker_memory="1g",
         daemon_memory="256m",
+        jar_cache=settings.jar_cache,
     )
     seconds = cluster.start()
     print(f"\n[spark cluster fixture] {cluster.master_url} with 2 workers ready in {seconds:.1f}s")
