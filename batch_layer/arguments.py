@@ -6,10 +6,33 @@ Kept free of pyspark so that building the ``retail`` parser stays fast.
 from __future__ import annotations
 
 import argparse
+import re
 
-__all__ = ["STEPS", "add_arguments"]
+__all__ = ["RUN_ID_PATTERN", "STEPS", "add_arguments", "checked_run_id"]
 
 STEPS: tuple[str, ...] = ("validate-input", "recompute", "validate-views", "publish", "maintain")
+
+# A run id names folders of the lake (batch/reports/<id>, batch/_staging/<id>): it starts with a letter or digit
+# and holds only characters that cannot leave that folder (no "/", never "." or ".."). Airflow's own run ids
+# (manual__2026-01-05T02:00:00+00:00, scheduled__..., backfill__...) match.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}")
+
+
+def checked_run_id(text: str) -> str:
+    """``text`` if it is a valid run id; ValueError naming the rule otherwise."""
+    if not RUN_ID_PATTERN.fullmatch(text):
+        raise ValueError(
+            f"invalid run id {text!r}: 1-200 characters of letters, digits and _ . : + -, starting with a letter or "
+            "digit"
+        )
+    return text
+
+
+def _run_id(text: str) -> str:
+    try:
+        return checked_run_id(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _days(text: str) -> int:
@@ -31,7 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lookback-days", type=int, default=None, help="extra days recomputed before the interval")
     parser.add_argument("--step", default="all", choices=["all", *STEPS], help="one step, or all of them (default)")
-    parser.add_argument("--run-id", default=None, help="run id (required with --step; generated otherwise)")
+    parser.add_argument(
+        "--run-id",
+        type=_run_id,
+        default=None,
+        help="run id (required with --step; generated otherwise): letters, digits and _ . : + -",
+    )
     parser.add_argument(
         "--dedup-guard-days",
         type=_days,

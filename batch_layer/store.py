@@ -23,6 +23,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from batch_layer.arguments import checked_run_id
 from batch_layer.interval import Coverage, Marks, RunRecord, SpeedProgress, parse_moment
 from contracts.tables import TABLE_SCHEMAS, Lake
 
@@ -36,6 +37,8 @@ RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
 
 
 def _safe(run_id: str) -> str:
+    # checked again here, whoever called: a path built from a run id never leaves its folder ("..", "/")
+    checked_run_id(run_id)
     # Airflow run ids hold ':' and '+', which Hadoop paths reject
     return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
 
