@@ -9,7 +9,6 @@ not trusted: this is a shared secret, not a user directory.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import ipaddress
 
@@ -49,11 +48,12 @@ def authorized(header: str | None, token: str, *, basic: bool = False) -> bool:
     scheme, _, value = header.strip().partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer":
-        return hmac.compare_digest(value.strip().encode(), token.encode())
+        return hmac.compare_digest(value.strip().encode("utf-8", "surrogatepass"), token.encode())
     if basic and scheme == "basic":
         try:
+            # a header with non-ASCII characters (a WSGI header is Latin-1 text) makes b64decode raise ValueError
             _user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
             return False
         return hmac.compare_digest(password.encode(), token.encode())
     return False

@@ -9,6 +9,9 @@ import sys
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import assume, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from contracts.errors import ConfigError
@@ -78,3 +81,36 @@ def test_with_a_token_the_api_and_the_dashboard_require_it(tmp_path) -> None:
         assert page.status_code == 401 and page.headers["WWW-Authenticate"].startswith("Basic")
         login = base64.b64encode(f"ops:{TOKEN}".encode()).decode()
         assert dashboard.get("/", headers={"Authorization": f"Basic {login}"}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The API and the dashboard with a token, as test clients."""
+    lake = tmp_path_factory.mktemp("guarded")
+    with ServingLayer(str(lake)) as serving:
+        api = TestClient(create_app(serving, TOKEN))
+        dashboard = create_dashboard(serving, Settings(lake_root=str(lake), serving_auth_token=SecretStr(TOKEN)))
+        yield api, dashboard.server.test_client()
+
+
+# what a client can put in a header: Latin-1 text, which is what WSGI and ASGI hand to the check
+_HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=80)
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(header=_HEADER_TEXT)
+def test_any_malformed_header_gets_a_401_never_a_500(guarded, header: str) -> None:  # type: ignore[no-untyped-def]
+    """Any Authorization header that does not carry the token is a 401 from both, never a 500 ("Basic é" once
+    crashed the dashboard's check)."""
+    assume(TOKEN not in header)
+    api, dashboard = guarded
+    for value in (header, f"Basic {header}", f"Bearer {header}"):
+        assert not authorized(value, TOKEN) and not authorized(value, TOKEN, basic=True)
+        assert dashboard.get("/", headers={"Authorization": value}).status_code == 401
+        answer = api.get("/api/health", headers={"Authorization": value.encode("latin-1")})
+        assert answer.status_code == 401
+
+
+def test_a_non_ascii_basic_header_is_a_401(guarded) -> None:  # type: ignore[no-untyped-def]
+    _, dashboard = guarded
+    assert dashboard.get("/", headers={"Authorization": "Basic é"}).status_code == 401
