@@ -38,14 +38,11 @@ from contracts.settings import Settings
 from serving_layer.auth import authorized, check_exposure
 from serving_layer.errors import BadRequest, ViewUnreadable
 from serving_layer.service import ServingLayer
-from serving_layer.views import GRAINS, TOTAL_KEY
+from serving_layer.views import EARLIEST, GRAINS, LATEST, TOTAL_KEY
 
 __all__ = ["EARLIEST", "LATEST", "create_app", "iso", "jsonable", "parse_instant", "revenue_payload", "serve"]
 
 log = logging.getLogger("serving_layer.api")
-# the times a query may name (parse_instant); the event contract's events all lie inside
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _REVENUE_PARAMETERS = ("start", "end", "grain", "product_id", "category")
 
 

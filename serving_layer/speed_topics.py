@@ -48,7 +48,7 @@ import pyarrow as pa
 
 from contracts.settings import Settings
 from serving_layer.lake import IndexedRows
-from serving_layer.views import DIMENSIONS, MONEY, TIMESTAMP
+from serving_layer.views import DIMENSIONS, EARLIEST, LATEST, MONEY, TIMESTAMP
 
 __all__ = [
     "ALERTS_SCHEMA",
@@ -100,6 +100,7 @@ VIEWS: tuple[str, ...] = ("sales", "inventory", "alerts")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 _MAX_CENTS = 10**18  # DECIMAL(18,2) holds |value| < 10^16, i.e. < 10^18 cents
+_MAX_DIGITS = 16  # digits before the point of such a value
 _INT32 = 2**31
 _INT64 = 2**63
 
@@ -138,6 +139,9 @@ def _micros(value: Any, name: str, required: bool = False) -> int | None:
         raise _Skip(f"bad_{name}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    # 9999-12-31T23:59:59-01:00 parses, but is year 10000 in UTC: every later conversion of it would overflow
+    if not EARLIEST <= moment < LATEST:
+        raise _Skip(f"bad_{name}")
     return (moment - _EPOCH) // _MICRO
 
 
@@ -148,7 +152,12 @@ def _cents(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise _Skip("bad_revenue")
     try:
-        scaled = Decimal(value).scaleb(2)
+        amount = Decimal(value)
+        # the exponent is checked before any conversion: int() of "1e400000" builds a 400,000-digit integer,
+        # seconds of CPU holding the GIL (and a compacted topic replays the record on every start)
+        if not amount.is_finite() or amount.adjusted() >= _MAX_DIGITS:
+            raise _Skip("bad_revenue")
+        scaled = amount.scaleb(2)
         cents = int(scaled)
     except (InvalidOperation, ValueError, OverflowError):
         raise _Skip("bad_revenue") from None

@@ -32,6 +32,8 @@ import pyarrow.compute as pc
 from serving_layer.errors import BadRequest
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "DIMENSIONS",
     "GRAINS",
     "GRAIN_STEP",
@@ -65,6 +67,10 @@ HLL_LG_CONFIG_K = 12
 SOURCE_BATCH = "batch"
 SOURCE_SPEED = "speed"
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+# the times the serving layer accepts, in queries and on the speed topics; the event contract's events all lie
+# inside, and the date arithmetic behind an answer (zone conversion, rounding a bucket up) cannot overflow there
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MONEY = pa.decimal128(18, 2)
 GRAIN_STEP: dict[str, timedelta] = {
     "minute": timedelta(minutes=1),
