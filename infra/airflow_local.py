@@ -6,8 +6,10 @@ What ``make airflow`` / ``make airflow-down`` / ``make down`` and the Airflow te
   no example DAGs, the project's ``dags/`` folder;
 - every listener on ``RETAIL_BIND_HOST`` (127.0.0.1): the api-server via ``AIRFLOW__API__HOST``; the scheduler
   runs with ``--skip-serve-logs`` because its log server would bind 0.0.0.0:8793;
-- login required (simple auth manager, user ``admin``); Airflow generates the password into
-  ``$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated`` and :meth:`LocalAirflow.admin_password` reads it;
+- login required (simple auth manager, user ``admin``); the password is generated here (not by Airflow, which would
+  print it into the api-server's log) into ``$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated`` (0600)
+  and :meth:`LocalAirflow.admin_password` reads it; the home is 0700 and every service runs with umask 077, so
+  the database, the logs and the secrets are the owner's only;
 - the Spark connection as an environment variable ``AIRFLOW_CONN_RETAIL_SPARK`` (master = RETAIL_SPARK_MASTER,
   ``local[2]`` by default) unless one is already set, so a cluster is one variable away;
 - the caller's RETAIL_* settings are handed to every service, so spark-submit jobs see the same lake;
@@ -50,6 +52,15 @@ SERVICES: dict[str, list[str]] = {
     "dag-processor": ["dag-processor"],
 }
 _BIN = Path(sys.executable).parent
+_UMASK = 0o077
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable and writable by its owner only, from the first byte on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -107,10 +118,32 @@ class LocalAirflow:
         # the api-server and the scheduler must sign and check task tokens with the same key: keep it on disk
         path = self.home / f".{name}"
         if not path.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
+            self.prepare_home()
+            _write_private(path, secrets.token_urlsafe(32))
         return path.read_text().strip()
+
+    def prepare_home(self) -> None:
+        """The home only its owner can enter (0700), the admin password generated here into a 0600 file, and what
+        an older version left readable closed: logs 0600, and the line with the password that Airflow printed into
+        the api-server's log when it generated the password itself removed."""
+        for folder in (self.home, self.home / "logs"):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
+        try:
+            known = json.loads(self.passwords_file.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if not isinstance(known, dict) or not known.get("admin"):
+            # Airflow's simple auth manager prints a password only when it generates one: with ours in the file
+            # it generates none, so no log ever holds it
+            _write_private(self.passwords_file, json.dumps({"admin": secrets.token_urlsafe(16)}) + "\n")
+        self.passwords_file.chmod(0o600)
+        for log in (self.home / "logs").glob("*.out"):
+            log.chmod(0o600)
+            text = log.read_text(errors="replace")
+            if "Password for user" in text:
+                kept = [line for line in text.splitlines(keepends=True) if "Password for user" not in line]
+                _write_private(log, "".join(kept))
 
     def env(self) -> dict[str, str]:
         """The environment every Airflow command of this home runs with."""
@@ -132,6 +165,9 @@ class LocalAirflow:
                 "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                # task logs: Airflow sets their modes itself (0775 / 0664 by default), whatever the umask
+                "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+                "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
                 "GX_ANALYTICS_ENABLED": "false",
                 "PYSPARK_PYTHON": sys.executable,
                 "PYSPARK_DRIVER_PYTHON": sys.executable,
@@ -148,8 +184,15 @@ class LocalAirflow:
 
     def airflow(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run one ``airflow`` CLI command against this home and wait for it."""
+        self.prepare_home()
         result = subprocess.run(
-            [str(_BIN / "airflow"), *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+            [str(_BIN / "airflow"), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            umask=_UMASK,
         )
         if check and result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
@@ -158,7 +201,6 @@ class LocalAirflow:
 
     def migrate(self) -> None:
         """Create or upgrade the SQLite metadata database (idempotent)."""
-        self.home.mkdir(parents=True, exist_ok=True)
         self.airflow("db", "migrate")
 
     # --- processes ------------------------------------------------------------------------------
@@ -183,12 +225,13 @@ class LocalAirflow:
         running = self.pids()
         if len(running) < len(SERVICES):
             self.migrate()
+        self.prepare_home()
         env = self.env()
-        (self.home / "logs").mkdir(parents=True, exist_ok=True)
         for service, args in SERVICES.items():
             if service in running:
                 continue
-            with open(self.log_file(service), "ab") as log:
+            log_fd = os.open(self.log_file(service), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with open(log_fd, "ab") as log:
                 process = subprocess.Popen(
                     [str(_BIN / "airflow"), *args],
                     env=env,
@@ -197,6 +240,7 @@ class LocalAirflow:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group: stop() ends every child with it
                     cwd=self.home,
+                    umask=_UMASK,  # the database, logs and files Airflow writes: its owner's only
                 )
             write_pid_file(self._pid_file(service), process.pid)
         deadline = time.monotonic() + timeout_s
