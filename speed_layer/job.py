@@ -237,9 +237,10 @@ class SpeedLayer:
             records.unpersist()
 
     # --- wiring ---------------------------------------------------------------------------------------
-    def _prepare(self) -> None:
+    def _prepare(self, create_topics: bool = True) -> None:
         ensure_speed_tables(self.spark, self.lake)
-        ensure_topics(pipeline_topics(self.settings), self.settings.kafka_python_options())
+        if create_topics:
+            ensure_topics(pipeline_topics(self.settings), self.settings.kafka_python_options())
         self._plan = load_restart_plan(self.spark, self.lake)
 
     def _parsed(self, query: str) -> DataFrame:
@@ -323,18 +324,20 @@ class SpeedLayer:
             self.settings.speed_durable_trigger,
         )
 
-    def start(self, part: str = "one") -> list[StreamingQuery]:
+    def start(self, part: str = "one", create_topics: bool = True) -> list[StreamingQuery]:
         """Start the queries of ``part`` (continuous mode); see ``drain`` for available-now runs.
 
         ``one``: every query on this session. ``events``: the queries that read retail.events (bronze and the two
         live queries). ``copy``: the Delta copy of the speed topics only (`retail speed` runs it as a second,
-        lower-priority driver: CopyDriver).
+        lower-priority driver: CopyDriver). ``create_topics=False`` when a parent driver has created them: no
+        admin request to Kafka at start, so a broker outage while the child starts does not stop it (its Kafka
+        source waits for the broker like every running query does).
         """
         if self.available_now:
             raise ValueError("available_now runs go through drain(), which orders the queries")
         if part not in ("one", "events", "copy"):
             raise ValueError(f"part must be one, events or copy, got {part!r}")
-        self._prepare()
+        self._prepare(create_topics)
         queries: list[StreamingQuery] = []
         if part in ("one", "events"):
             queries.append(self.start_bronze())
@@ -439,6 +442,9 @@ def run(settings: Settings, available_now: bool = False, part: str | None = None
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     sigint_ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # started by CopyDriver
+    # CopyDriver starts its child once this driver has created the topics: the child asks Kafka nothing at start
+    # (a copy child that started during a broker outage exited 2 on its admin request and stopped both drivers)
+    topics_ready = part == "copy" and sigint_ignored
     if part == "copy":
         # the parent's CopyDriver.stop (and its death, through PR_SET_PDEATHSIG) stop this driver gracefully
         signal.signal(signal.SIGTERM, _interrupt)
@@ -471,7 +477,7 @@ def run(settings: Settings, available_now: bool = False, part: str | None = None
     copy: CopyDriver | None = None
     copy_failed: list[int] = []
     try:
-        queries = layer.start("events" if part == "split" else part)
+        queries = layer.start("events" if part == "split" else part, create_topics=not topics_ready)
         if part == "split":
             # started once this driver has created the tables and topics, so the two never race to create them
             copy = CopyDriver(settings)
