@@ -15,7 +15,7 @@ DEMO_SECONDS ?= 300
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-setup: ## install everything missing: uv, the locked venv, JVM jars from Maven Central (idempotent)
+setup: ## install everything missing: uv, the locked venv, JVM jars from Maven Central, class-data archives for faster JVM starts (idempotent)
 	@bash scripts/setup.sh
 
 up: setup ## start the local Kafka broker (KRaft, 127.0.0.1:9092) and create the topics
@@ -38,12 +38,17 @@ demo: ## make setup, then a retailer's day end to end: broker, speed layer, API,
 	@started=$$(date +%s.%N); $(MAKE) --no-print-directory setup && \
 		$(RETAIL) demo --started-at $$started --seed $(SEED) --yesterday-events $(DEMO_EVENTS) --live-seconds $(DEMO_SECONDS)
 
-test: ## lint (incl. the import contracts), then the whole test suite, cluster tests included (own brokers and clusters on free ports; installs chromium and the s3 jars)
-	@bash scripts/setup.sh --browser
-	@.venv/bin/python infra/fetch_jars.py --group s3
-	@$(MAKE) --no-print-directory lint-code
-	@PATH="$$HOME/.local/bin:$$PATH" .venv/bin/python -m infra.audit --offline-ok
-	@$(PYTEST) tests
+test: ## setup, lint (incl. the import contracts), audit, then the whole suite, cluster tests included (own brokers and clusters on free ports; installs chromium and the s3 jars); ends with the 15 slowest tests and the wall time
+	@started=$$(date +%s); status=0; \
+	{ bash scripts/setup.sh --browser && \
+	  .venv/bin/python infra/fetch_jars.py --group s3 && \
+	  $(MAKE) --no-print-directory lint-code && \
+	  PATH="$$HOME/.local/bin:$$PATH" .venv/bin/python -m infra.audit --offline-ok && \
+	  $(PYTEST) tests; } || status=$$?; \
+	elapsed=$$(( $$(date +%s) - started )); \
+	printf 'make test: %s in %dm%02ds of wall time (setup, lint, audit and the suite)\n' \
+		"$$([ $$status = 0 ] && echo passed || echo FAILED)" $$((elapsed / 60)) $$((elapsed % 60)); \
+	exit $$status
 
 test-fast: setup ## unit tests only (no broker, no cluster, no Airflow, no browser)
 	@$(PYTEST) tests -m "not integration and not airflow and not browser and not cluster"

@@ -65,12 +65,16 @@ def _spark_workload(archive_tmp: Path, work: Path) -> None:
     )
     gateway = spark.sparkContext._gateway.proc  # type: ignore[attr-defined]  # pyspark keeps its JVM's Popen here
     lake = work / "lake"
-    events = spark.range(2000).select(
-        F.col("id").cast("string").alias("event_id"),
-        (F.col("id") % 7).cast("string").alias("product_id"),
-        (F.col("id") % 100 / 10).cast("decimal(18,2)").alias("price"),
-        F.timestamp_seconds(F.lit(1_767_225_600) + F.col("id")).alias("event_time"),
-    ).withColumn("day", F.to_date("event_time"))
+    events = (
+        spark.range(2000)
+        .select(
+            F.col("id").cast("string").alias("event_id"),
+            (F.col("id") % 7).cast("string").alias("product_id"),
+            (F.col("id") % 100 / 10).cast("decimal(18,2)").alias("price"),
+            F.timestamp_seconds(F.lit(1_767_225_600) + F.col("id")).alias("event_time"),
+        )
+        .withColumn("day", F.to_date("event_time"))
+    )
     events.write.format("delta").partitionBy("day").save(f"{lake}/events")
     from delta.tables import DeltaTable
 

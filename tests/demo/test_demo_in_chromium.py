@@ -7,35 +7,46 @@ revenue for yesterday and provisional (speed) revenue for today, to the cent of 
 reconciliation of the late till sales. Everything the demo started is stopped at the end, also on failure.
 Screenshots: test-artifacts/demo-alert-open.png, test-artifacts/demo-after-batch.png.
 
-Slow by nature (Airflow, five spark-submits, a speed layer on two busy cores): about 10-25 minutes.
+This is also the suite's test of the batch DAG in Airflow (the one test that starts Airflow): the demo triggers
+``retail_batch`` through Airflow's REST API like a user would, and the test checks every task succeeded, the run's
+row in batch/runs, W at the end of the recomputed day, a login that is neither shown nor the default, and that
+no process of the stack (Airflow, its spark-submit tasks, the broker, the speed layer, API, dashboard) ever
+listens beyond loopback. The DAG's tasks also run on the Spark standalone cluster (tests/scale_out).
+
+Slow by nature (Airflow, five spark-submits, a speed layer on two busy cores): about 6-25 minutes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from batch_layer.arguments import STEPS
 from contracts.settings import PROJECT_ROOT
 from event_generator.retail_day import DayConfig, RetailDay
 from serving_layer.dashboard import ids
 from tests.conftest import free_port
+from tests.scale_out.conftest import ListenerSampler
 
 pytestmark = [pytest.mark.browser, pytest.mark.airflow, pytest.mark.integration, pytest.mark.timeout(2700)]
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+TASKS = tuple(step.replace("-", "_") for step in STEPS)  # the DAG's task ids
 SEED = 11
 YESTERDAY_EVENTS = 3000
 LIVE_SECONDS = 120
@@ -60,6 +71,7 @@ class RunningDemo:
     env: dict[str, str]
     dashboard_url: str
     api_url: str
+    ports: dict[str, int]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -113,6 +125,7 @@ def demo(tmp_path: Path) -> Iterator[RunningDemo]:
         env=env,
         dashboard_url=f"http://127.0.0.1:{ports['DASHBOARD_PORT']}/",
         api_url=f"http://127.0.0.1:{ports['API_PORT']}",
+        ports=ports,
     )
     try:
         yield running
@@ -194,12 +207,48 @@ def _late_sales(lake_root: str) -> list[tuple[datetime, Decimal]]:
     return list(sales.values())
 
 
+def _batch_runs(lake_root: str) -> list[dict]:
+    from deltalake import DeltaTable
+
+    return DeltaTable(f"{lake_root}/batch/runs").to_pyarrow_table().to_pylist()
+
+
+def _check_airflow(demo: RunningDemo, output: str, today) -> None:  # type: ignore[no-untyped-def]
+    """The DAG run the demo triggered through the REST API: every task succeeded, its one row in batch/runs, W at
+    the end of the recomputed day; the login is generated and `retail airflow status` names its file only."""
+    match = re.search(r"BATCH SUCCESS: dag run (\S+) in \d+ s \((.*)\)", output)
+    assert match, output[-4000:]
+    run_id, tasks = match.group(1), match.group(2)
+    assert tasks == ", ".join(f"{task}=success" for task in TASKS), tasks
+    runs = _batch_runs(demo.env["RETAIL_LAKE_ROOT"])
+    assert [(run["run_id"], run["status"]) for run in runs] == [(run_id, "succeeded")]
+    assert runs[0]["interval_end"].date() == today and runs[0]["interval_start"].date() == today - timedelta(days=1)
+    home = Path(demo.env["RETAIL_AIRFLOW_HOME"])
+    password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    assert password and password != "admin"
+    # the home Airflow ran in (database, logs, task logs of the run) is its owner's only; no log holds the password
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    private = [home / "simple_auth_manager_passwords.json.generated", home / "airflow.db", *home.glob(".*secret*")]
+    for path in [*private, *(home / "logs").rglob("*")]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path} is readable by others"
+        if path.is_file() and path.parent != home:
+            assert password not in path.read_text(errors="replace"), f"{path} holds the admin password"
+    status = _retail(demo.env, "airflow", "status")
+    assert "running" in status.stdout or "pid" in status.stdout, status.stdout + status.stderr
+    assert "simple_auth_manager_passwords.json.generated" in status.stdout
+    assert password not in status.stdout + status.stderr
+
+
 def test_demo_shows_final_and_provisional_revenue_an_alert_that_opens_and_resolves_and_w(
     demo: RunningDemo,
     dash_br,  # type: ignore[no-untyped-def]
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     began = time.monotonic()
+    # every listener of the stack the demo starts (its children: broker, services, Airflow and the spark-submits
+    # of the DAG's tasks), sampled every 2 s while the demo runs
+    listeners = ListenerSampler(lambda: [demo.process.pid] if demo.process.poll() is None else [], every_s=2.0)
+    listeners.start()
     today = datetime.now(UTC).date()
     day = RetailDay(demo_day_config(), today)
     product = day.sell_out_product.product_id
@@ -230,6 +279,11 @@ def test_demo_shows_final_and_provisional_revenue_an_alert_that_opens_and_resolv
     assert demo.process.returncode == 0, output[-4000:]
     assert "BATCH SUCCESS" in output and "W = " in output
     finished = time.monotonic() - began
+    listeners.stop()
+    assert not listeners.exposed(), f"the demo's processes listen beyond loopback: {listeners.exposed()}"
+    seen_ports = {port for _, port, _, _ in listeners.seen}
+    assert {demo.ports["AIRFLOW_PORT"], demo.ports["KAFKA_PORT"], demo.ports["API_PORT"]} <= seen_ports, seen_ports
+    _check_airflow(demo, output, today)
     browser.driver.get(demo.dashboard_url)
     browser.wait_for_element(f"#{ids.WINDOW}", timeout=60)
     browser.select_dcc_dropdown(f"#{ids.WINDOW}", value="last 24 hours")

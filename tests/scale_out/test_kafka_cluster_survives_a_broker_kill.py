@@ -1,9 +1,17 @@
-"""Kafka's own clustering: three KRaft nodes (broker + controller each) on 127.0.0.1, topics with replication
-factor 3 and min.insync.replicas 2. While the project's generator produces (acks=all, idempotent) and the speed
-layer streams, the broker leading partition 0 of the event topic is SIGKILLed with its whole process group.
-The producer and the speed layer carry on with the two survivors; after the producer finishes and the speed layer
-drains, bronze/events and speed/sales_minute reconcile exactly with what was produced: nothing lost, nothing
-counted twice. The killed node then restarts and rejoins every in-sync replica set.
+"""The suite's one test of Kafka failing under load, on Kafka's own clustering: three KRaft nodes (broker +
+controller each) on 127.0.0.1, topics with replication factor 3 and min.insync.replicas 2. While the project's
+generator produces (acks=all, idempotent, unlimited retries) and the speed layer streams:
+
+1. the broker leading partition 0 of the event topic is SIGKILLed with its whole process group; the producer
+   and the speed layer carry on with the two survivors (failover); the node restarts and rejoins every ISR;
+2. then every node is SIGKILLed at once, mid-write: no broker at all for a while (what a single broker's crash
+   is), and the nodes restart on their own data folders. The speed layer keeps running through the outage (Spark's
+   Kafka source and the producer both retry); the broker de-duplicates the producer's retried batches (producer
+   id + sequence numbers).
+
+After the producer finishes and the speed layer drains, bronze, quarantine, the Delta copy of the views, the live
+topics and the alerts equal what was produced, exactly (tests/speed_layer/crash_helpers.py): nothing lost,
+nothing counted twice. (This test replaces a single-broker SIGKILL test, which proved the same of one node.)
 """
 
 from __future__ import annotations
@@ -13,27 +21,25 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from deltalake import DeltaTable
 
 from contracts.settings import PROJECT_ROOT, Settings
 from contracts.tables import Lake
 from contracts.topics import ensure_topics, pipeline_topics
-from event_generator.generator import GeneratedRecord, GeneratorConfig, generate, produce
 from infra.kafka_broker import KafkaCluster
 from infra.processes import group_alive, stop_group
 from tests.conftest import free_port
-from tests.scale_out.conftest import assert_speed_tables_reconcile, pipeline_env, run_retail
+from tests.scale_out.conftest import pipeline_env, run_retail
+from tests.speed_layer.crash_helpers import Producer, assert_exact_after_restart, group_gone, wait_for_bronze_growth
 
 # slow on a busy 2-core box (several JVMs per test): past the suite's 900 s default
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(2400)]
 
-T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
+OUTAGE_S = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -53,61 +59,6 @@ def kafka_cluster(settings: Settings, test_root) -> Iterator[KafkaCluster]:  # t
     assert all(node.pid() is None for node in cluster.nodes)
 
 
-class Producer(threading.Thread):
-    """The project's producer (event_generator.produce) on generated events until told to stop."""
-
-    def __init__(self, settings: Settings, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.settings, self.rate = settings, rate
-        self.stop_event = threading.Event()
-        self.sent: list[GeneratedRecord] = []
-        self.acknowledged = 0
-        self.error: BaseException | None = None
-
-    def _records(self) -> Iterator[GeneratedRecord]:
-        config = GeneratorConfig(
-            seed=9,
-            count=100_000,
-            rate=self.rate,
-            start=T0,
-            products=8,
-            late_ratio=0.02,
-            late_minutes=1,  # inside the watermark: every valid event counts once in the views
-            duplicate_ratio=0.02,
-            malformed_ratio=0.01,
-        )
-        for record in generate(config):
-            if self.stop_event.is_set():
-                return
-            self.sent.append(record)
-            yield record
-
-    def run(self) -> None:
-        try:
-            counts = produce(self._records(), self.settings, rate=self.rate, progress_every_s=3600)
-            self.acknowledged = sum(counts.values())
-        except BaseException as error:  # noqa: BLE001 - reported by the test
-            self.error = error
-
-
-def _bronze_rows(path: str) -> int:
-    try:
-        return DeltaTable(path).to_pyarrow_table(columns=["event_id"]).num_rows
-    except Exception:  # noqa: BLE001 - not created yet
-        return 0
-
-
-def _wait_for_bronze(path: str, at_least: int, process: subprocess.Popen, log, timeout_s: float = 600) -> int:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "speed layer died:\n" + log.read_text()[-3000:]
-        rows = _bronze_rows(path)
-        if rows >= at_least:
-            return rows
-        time.sleep(1)
-    raise AssertionError(f"bronze did not reach {at_least} rows in {timeout_s}s (has {_bronze_rows(path)})")
-
-
 def _broker_config(cluster: KafkaCluster, node_id: int, name: str) -> str | None:
     from kafka.admin import ConfigResource, ConfigResourceType
 
@@ -121,7 +72,9 @@ def _broker_config(cluster: KafkaCluster, node_id: int, name: str) -> str | None
     return entry.get("value") if isinstance(entry, dict) else entry
 
 
-def test_a_killed_broker_loses_and_duplicates_nothing(kafka_cluster: KafkaCluster, settings, test_root) -> None:  # type: ignore[no-untyped-def]
+def test_a_broker_kill_and_a_cluster_outage_lose_and_duplicate_nothing(
+    kafka_cluster: KafkaCluster, settings: Settings, test_root: Path
+) -> None:
     cluster = kafka_cluster
     root = test_root / "kafka-kill"
     root.mkdir(parents=True, exist_ok=True)
@@ -167,7 +120,8 @@ def test_a_killed_broker_loses_and_duplicates_nothing(kafka_cluster: KafkaCluste
     producer.start()
     victim = cluster.partitions(run_settings.events_topic)[0]["leader"]
     try:
-        _wait_for_bronze(lake.bronze_events, 200, speed, log)
+        wait_for_bronze_growth(lake.bronze_events, 200, speed)
+        # 1. one node: the leader of partition 0, SIGKILLed with its process group
         sent_at_kill = len(producer.sent)
         killed_at = time.monotonic()
         os.killpg(cluster.node(victim).pid(), signal.SIGKILL)  # type: ignore[arg-type]
@@ -188,17 +142,34 @@ def test_a_killed_broker_loses_and_duplicates_nothing(kafka_cluster: KafkaCluste
                 pass
             time.sleep(1)
         failover_s = time.monotonic() - killed_at
-        # keep producing through the failover, then stop
-        time.sleep(max(0.0, 25 - (time.monotonic() - killed_at)))
+        # keep producing through the failover, then the killed node comes back and catches up
+        time.sleep(max(0.0, 15 - (time.monotonic() - killed_at)))
+        assert len(producer.sent) > sent_at_kill + 200, "too little traffic after the kill"
+        cluster.node(victim).start()
+        _wait_for_whole_isr(cluster, run_settings.events_topic)
+
+        # 2. the whole cluster: every node SIGKILLed at once, mid-write; nothing answers for OUTAGE_S
+        sent_at_outage = len(producer.sent)
+        pids = [node.pid() for node in cluster.nodes]
+        for pid in pids:
+            os.killpg(pid, signal.SIGKILL)  # type: ignore[arg-type]
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):  # our children (LocalKafka.launch): reap the zombies
+                os.waitpid(pid, 0)  # type: ignore[arg-type]
+            assert group_gone(pid), "a killed node's JVM is still running"  # type: ignore[arg-type]
+        time.sleep(OUTAGE_S)
+        restart_s = cluster.start()
+        # traffic and the speed layer go on over the restarted nodes
+        wait_for_bronze_growth(lake.bronze_events, sent_at_outage + 100, speed, timeout_s=400)
         producer.stop_event.set()
         producer.join(timeout=180)
-        assert not producer.is_alive(), "the producer did not finish"
+        assert not producer.is_alive(), "the producer did not finish its retries"
         assert producer.error is None, f"the producer failed: {producer.error!r}"
         assert producer.acknowledged == len(producer.sent), "every record sent must be acknowledged"
-        assert len(producer.sent) > sent_at_kill + 200, "too little traffic after the kill"
-        # the running speed layer reads everything on the surviving brokers into bronze
+        # the running speed layer reads everything into bronze
         valid = sum(1 for record in producer.sent if record.event is not None)
-        _wait_for_bronze(lake.bronze_events, valid, speed, log)
+        wait_for_bronze_growth(lake.bronze_events, valid, speed, timeout_s=600)
+        assert speed.poll() is None, "the speed layer stopped during the outages:\n" + log.read_text()[-3000:]
     finally:
         producer.stop_event.set()
         if speed.poll() is None:
@@ -208,22 +179,24 @@ def test_a_killed_broker_loses_and_duplicates_nothing(kafka_cluster: KafkaCluste
         if group_alive(speed.pid):
             stop_group(speed.pid, 10)
 
-    # drain what is left (the Delta copy of the views) with the killed broker still down
+    # drain what is left (the Delta copy of the views), then everything against what was produced
     assert run_retail(["speed", "--available-now"], env, log) == 0, log.read_text()[-3000:]
-    facts = assert_speed_tables_reconcile(lake, producer.sent)
-
-    # the killed node comes back and catches up: every replica set is whole again
-    cluster.node(victim).start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if all(p["isr"] == [1, 2, 3] for p in cluster.partitions(run_settings.events_topic).values()):
-            break
-        time.sleep(1)
-    assert all(p["isr"] == [1, 2, 3] for p in cluster.partitions(run_settings.events_topic).values())
+    facts = assert_exact_after_restart(run_settings, lake, producer.sent)
     print(
-        f"\n[kafka cluster] killed node {victim} after {sent_at_kill} records; failover seen in {failover_s:.1f}s; "
+        f"\n[kafka cluster] killed node {victim} after {sent_at_kill} records, failover seen in {failover_s:.1f}s; "
+        f"all nodes killed after {sent_at_outage} records, down {OUTAGE_S:.0f} s, restarted in {restart_s:.1f} s; "
         f"{len(producer.sent)} records produced, all acknowledged; reconciled exactly: {facts}"
     )
+
+
+def _wait_for_whole_isr(cluster: KafkaCluster, topic: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # metadata may fail while a node comes back
+            if all(p["isr"] == [1, 2, 3] for p in cluster.partitions(topic).values()):
+                return
+        time.sleep(1)
+    raise AssertionError(f"the ISR of {topic} is not whole again: {cluster.partitions(topic)}")
 
 
 def _gone(cluster: KafkaCluster, node_id: int, timeout_s: float = 30) -> bool:

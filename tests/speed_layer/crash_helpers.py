@@ -28,13 +28,16 @@ T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
 
 
 class Producer(threading.Thread):
-    """Produces generated events at a steady rate until told to stop; keeps what it sent."""
+    """Produces generated events at a steady rate until told to stop (acks=all, idempotent, retried: the
+    project's producer); keeps what it sent, how many were acknowledged and the error it stopped on, if any."""
 
     def __init__(self, settings, rate: float) -> None:
         super().__init__(daemon=True)
         self.settings, self.rate = settings, rate
         self.stop_event = threading.Event()
         self.sent: list[GeneratedRecord] = []
+        self.acknowledged = 0
+        self.error: BaseException | None = None
 
     def _records(self):
         config = GeneratorConfig(
@@ -56,7 +59,11 @@ class Producer(threading.Thread):
             yield record
 
     def run(self) -> None:
-        produce(self._records(), self.settings, rate=self.rate, progress_every_s=3600)
+        try:
+            counts = produce(self._records(), self.settings, rate=self.rate, progress_every_s=3600)
+            self.acknowledged = sum(counts.values())
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            self.error = error
 
 
 def group_gone(pgid: int, timeout_s: float = 30.0) -> bool:
