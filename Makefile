@@ -113,7 +113,7 @@ bench-batch: setup ## Spark vs DuckDB over EVENTS (10M) generated events, the ni
 	@.venv/bin/python -m benchmarks.batch --events $(EVENTS) --reuse
 
 # --- scale-out: Spark's and Kafka's own clustering on this machine (docs/scale-out.md) ---------------------
-.PHONY: spark-cluster spark-cluster-down kafka-cluster kafka-cluster-down setup-s3 bench-scale-out
+.PHONY: spark-cluster spark-cluster-down kafka-cluster kafka-cluster-down setup-s3 bench-scale-out bench-jvm
 
 spark-cluster: setup ## start a Spark standalone master + 2 workers (1 core, 1g each) on 127.0.0.1:7077 (then RETAIL_SPARK_MASTER=spark://127.0.0.1:7077)
 	@$(RETAIL) cluster spark up
@@ -129,6 +129,9 @@ kafka-cluster-down: ## stop the 3-node Kafka cluster (by process group)
 
 setup-s3: setup ## fetch the jars for a lake on s3a:// (hadoop-aws + the AWS SDK modules it needs, 13 MB) into var/cache/jars/s3
 	@.venv/bin/python infra/fetch_jars.py --group s3
+
+bench-jvm: setup ## JVM start-up with and without the class-data archives `make setup` builds (Spark driver, Kafka broker) -> BENCHMARKS.md
+	@.venv/bin/python -m benchmarks.jvm_start
 
 bench-scale-out: setup ## time the batch job on local[2] vs the 2-worker Spark cluster, and speed latency on both -> docs/scale-out.md numbers
 	@.venv/bin/python -m benchmarks.scale_out

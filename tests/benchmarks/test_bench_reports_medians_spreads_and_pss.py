@@ -172,3 +172,25 @@ def test_memory_samples_give_median_and_max_per_component_and_of_the_total() -> 
     assert result["broker"] == {"median_mib": 200.0, "max_mib": 300.0, "samples": 3}
     assert result["api"] == {"median_mib": 60.0, "max_mib": 70.0, "samples": 2}
     assert result["total"] == {"median_mib": 200.0, "max_mib": 370.0, "samples": 3}
+
+
+def test_the_jvm_start_section_gives_medians_ranges_and_savings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks import jvm_start
+    from benchmarks.memory import write_section
+
+    def runs(*cpu: float) -> list[dict]:
+        return [{"ready_s": c / 2, "total_s": c, "cpu_s": c, "mapped": True} for c in cpu]
+
+    spark = {True: runs(40, 44, 42), False: runs(60, 70, 65)}
+    results = {"spark": spark, "kafka": {True: runs(5, 6, 7), False: runs(9)}}
+    for run in results["kafka"][True] + results["kafka"][False]:
+        del run["total_s"]
+    section = jvm_start.render(results, {"cpu": "x", "cores": 2, "java": "17"}, "load 0.1")
+    assert "| Spark driver | JVM CPU s | 42.0 (40.0-44.0) | 65.0 (60.0-70.0) | 23.0 |" in section
+    assert "| Kafka broker | JVM CPU s | 6.0 (5.0-7.0) | 9.0 (9.0-9.0) | 3.0 |" in section
+    assert "Kafka broker | s incl." not in section  # a broker has no Delta write
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text(f"# Benchmarks\n\nbefore\n{jvm_start.MARK_START}\nold\n{jvm_start.MARK_END}\nafter\n")
+    write_section(report, section, jvm_start.MARK_START, jvm_start.MARK_END)
+    text = report.read_text()
+    assert "old" not in text and "before" in text and "after" in text and text.count(jvm_start.MARK_START) == 1
