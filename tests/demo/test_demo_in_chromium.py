@@ -223,6 +223,8 @@ def _check_airflow(demo: RunningDemo, output: str, today) -> None:  # type: igno
     runs = _batch_runs(demo.env["RETAIL_LAKE_ROOT"])
     assert [(run["run_id"], run["status"]) for run in runs] == [(run_id, "succeeded")]
     assert runs[0]["interval_end"].date() == today  # the recomputed day ends at today's midnight: W
+    reports = Path(demo.env["RETAIL_LAKE_ROOT"]) / "batch" / "reports"
+    assert [path.parent.name for path in reports.glob("*/maintain.json")] == [path.name for path in reports.iterdir()]
     home = Path(demo.env["RETAIL_AIRFLOW_HOME"])
     password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
     assert password and password != "admin"
