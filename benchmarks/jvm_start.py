@@ -88,7 +88,8 @@ def _probe_kafka(use_archive: bool) -> dict[str, Any]:
         try:
             seconds = broker.start()
             pid = broker.pid()
-            assert pid is not None
+            if pid is None:
+                raise RuntimeError("the broker answered but its PID file names no running process")
             return {
                 "ready_s": seconds,
                 "cpu_s": _cpu_seconds(pid),

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from contracts.jvm import kafka_archive, spark_archive
@@ -119,18 +121,30 @@ def _spark_workload(archive_tmp: Path, work: Path) -> None:
     gateway.wait(timeout=_DUMP_TIMEOUT_S)
 
 
-def build_spark_archive(settings: Settings, force: bool = False) -> Path | None:
-    """The archive of Spark JVMs for this machine's java and pyspark; built when missing. None without java."""
-    archive = spark_archive(settings.jar_cache)
+def _build(kind: str, archive: Path | None, force: bool, train: Callable[[Path], None]) -> Path | None:
+    """Build ``archive`` unless it exists: ``train(fresh)`` runs a JVM that writes ``fresh`` as it exits, which is
+    then put in place. None without java."""
     if archive is None:
         return None
     if archive.is_file() and not force:
-        print(f"  cds/spark: {archive.name} up to date")
+        print(f"  cds/{kind}: {archive.name} up to date")
         return archive
     archive.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    fresh = archive.parent / f".{kind}-{os.getpid()}.jsa.tmp"
+    try:
+        train(fresh)
+        _install(fresh, archive)
+    finally:
+        fresh.unlink(missing_ok=True)
+    size = archive.stat().st_size / 2**20
+    print(f"  cds/{kind}: built {archive.name} ({size:.0f} MB) in {time.monotonic() - started:.0f}s")
+    return archive
+
+
+def _train_spark(fresh: Path) -> None:
+    """A Spark driver's training run, in its own interpreter (its JVM writes the archive when it exits)."""
     with tempfile.TemporaryDirectory(prefix="retail-jvm-archive-") as work:
-        fresh = archive.parent / f".spark-{os.getpid()}.jsa.tmp"
         result = subprocess.run(
             [sys.executable, "-m", "infra.jvm_archive", "--spark-workload", str(fresh), work],
             cwd=PROJECT_ROOT,
@@ -140,37 +154,24 @@ def build_spark_archive(settings: Settings, force: bool = False) -> Path | None:
             timeout=_DUMP_TIMEOUT_S * 2,
             check=False,
         )
-        if result.returncode != 0:
-            fresh.unlink(missing_ok=True)
-            raise RuntimeError(f"the Spark training run failed:\n{(result.stdout + result.stderr)[-3000:]}")
-        _install(fresh, archive)
-    size = archive.stat().st_size / 2**20
-    print(f"  cds/spark: built {archive.name} ({size:.0f} MB) in {time.monotonic() - started:.0f}s")
-    return archive
+    if result.returncode != 0:
+        raise RuntimeError(f"the Spark training run failed:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
-def build_kafka_archive(settings: Settings, force: bool = False) -> Path | None:
-    """The archive of Kafka broker JVMs for this machine's java and the cached broker jars. None without java."""
+def _train_kafka(jar_cache: Path, fresh: Path) -> None:
+    """A broker's training run: start, a topic, 100 records in and out, a clean stop (the JVM writes the archive
+    on its way out)."""
     from kafka import KafkaConsumer, KafkaProducer
 
     from infra.kafka_broker import LocalKafka
 
-    archive = kafka_archive(settings.jar_cache)
-    if archive is None:
-        return None
-    if archive.is_file() and not force:
-        print(f"  cds/kafka: {archive.name} up to date")
-        return archive
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    fresh = archive.parent / f".kafka-{os.getpid()}.jsa.tmp"
     with tempfile.TemporaryDirectory(prefix="retail-jvm-archive-") as work:
         broker = LocalKafka(
             host="127.0.0.1",
             port=_free_port(),
             controller_port=_free_port(),
             data_dir=Path(work) / "kafka",
-            jar_cache=settings.jar_cache,
+            jar_cache=jar_cache,
             heap="256m",
             jvm_options=(f"-XX:ArchiveClassesAtExit={fresh}",),
         )
@@ -193,13 +194,16 @@ def build_kafka_archive(settings: Settings, force: bool = False) -> Path | None:
         finally:
             # SIGTERM: the broker shuts down cleanly and the JVM writes the archive before it exits
             broker.stop(timeout_s=_DUMP_TIMEOUT_S)
-    try:
-        _install(fresh, archive)
-    finally:
-        fresh.unlink(missing_ok=True)
-    size = archive.stat().st_size / 2**20
-    print(f"  cds/kafka: built {archive.name} ({size:.0f} MB) in {time.monotonic() - started:.0f}s")
-    return archive
+
+
+def build_spark_archive(settings: Settings, force: bool = False) -> Path | None:
+    """The archive of Spark JVMs for this machine's java and pyspark; built when missing. None without java."""
+    return _build("spark", spark_archive(settings.jar_cache), force, _train_spark)
+
+
+def build_kafka_archive(settings: Settings, force: bool = False) -> Path | None:
+    """The archive of Kafka broker JVMs for this machine's java and the cached broker jars. None without java."""
+    return _build("kafka", kafka_archive(settings.jar_cache), force, partial(_train_kafka, settings.jar_cache))
 
 
 def main(argv: list[str] | None = None) -> int:
