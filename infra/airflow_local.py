@@ -118,17 +118,20 @@ class LocalAirflow:
         # the api-server and the scheduler must sign and check task tokens with the same key: keep it on disk
         path = self.home / f".{name}"
         if not path.exists():
-            self.prepare_home()
+            self._private_folders()
             _write_private(path, secrets.token_urlsafe(32))
         return path.read_text().strip()
+
+    def _private_folders(self) -> None:
+        for folder in (self.home, self.home / "logs"):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
 
     def prepare_home(self) -> None:
         """The home only its owner can enter (0700), the admin password generated here into a 0600 file, and what
         an older version left readable closed: logs 0600, and the line with the password that Airflow printed into
         the api-server's log when it generated the password itself removed."""
-        for folder in (self.home, self.home / "logs"):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            folder.chmod(0o700)
+        self._private_folders()
         try:
             known = json.loads(self.passwords_file.read_text())
         except (OSError, ValueError):
@@ -184,7 +187,7 @@ class LocalAirflow:
 
     def airflow(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run one ``airflow`` CLI command against this home and wait for it."""
-        self.prepare_home()
+        self._private_folders()
         result = subprocess.run(
             [str(_BIN / "airflow"), *args],
             env=self.env(),
@@ -223,9 +226,9 @@ class LocalAirflow:
         """Migrate, start the services that are not running, wait until the API answers; returns seconds waited."""
         began = time.monotonic()
         running = self.pids()
+        self.prepare_home()
         if len(running) < len(SERVICES):
             self.migrate()
-        self.prepare_home()
         env = self.env()
         for service, args in SERVICES.items():
             if service in running:
