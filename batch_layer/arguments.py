@@ -42,8 +42,16 @@ def _days(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --date | --start/--end, --lookback-days, --step, --run-id and --dedup-guard-days to ``parser``."""
+    """Add --date | --start/--end, --lookback-days, --step, --run-id, --dedup-guard-days and --wait-for-lease to
+    ``parser``."""
     parser.add_argument("--date", help="the UTC day to recompute, YYYY-MM-DD (default: yesterday)")
     parser.add_argument("--start", help="data interval start, ISO-8601 (snapped to its UTC day)")
     parser.add_argument("--end", help="data interval end, ISO-8601 (exclusive; snapped to its UTC day)")
@@ -66,4 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="deduplicate over the range's partitions plus this many days on each side (default 0: a duplicate "
         "carries its event's event_time, so the range's own partitions hold every copy)",
+    )
+    parser.add_argument(
+        "--wait-for-lease",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another batch run holds the lake's batch lease, wait up to this long for it (default 0: fail at "
+        "once; the Airflow DAG waits)",
     )

@@ -40,8 +40,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,9 +61,11 @@ from batch_layer.interval import (
     parse_duration,
     parse_moment,
 )
+from batch_layer.lease import LEASE_TABLE, Lease
 from batch_layer.profiling import SparkProfile
 from batch_layer.store import STATUS_FAILED, STATUS_SUCCEEDED, VIEW_TABLES, BatchStore, RunRow
 from contracts.settings import Settings
+from contracts.storage import delta_rs_location
 from contracts.tables import Lake
 
 __all__ = ["STEPS", "CRASH_ENV", "BatchRun", "run_steps", "main", "build_parser"]
@@ -100,7 +103,8 @@ class BatchRun:
     """One run of the batch job: its id, interval, settings, session and clock.
 
     ``dedup_guard_days`` widens the partitions deduplication looks at (0: the range's own, exact when a duplicate
-    carries its event's event_time, which the contract says it does).
+    carries its event's event_time, which the contract says it does). ``lease_wait_seconds``: how long a step waits
+    for the lake's batch lease when another run holds it (0: fail at once with LeaseHeld).
     """
 
     run_id: str
@@ -110,10 +114,57 @@ class BatchRun:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     profile: Any = None
     dedup_guard_days: int = 0
+    lease_wait_seconds: float = 0.0
+    _lease_token: int | None = field(default=None, init=False, repr=False)
+    _lease_check: Callable[[], None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.profile is None:
             self.profile = SparkProfile(self.spark)
+
+    @property
+    def lease(self) -> Lease:
+        """The lake's batch lease (wall-clock time, whatever ``clock`` says: it times real processes)."""
+        uri, options = delta_rs_location(self.store.lake.table(LEASE_TABLE), self.settings)
+        return Lease(uri, options, seconds=self.settings.batch_lease_seconds)
+
+    def _check_lease(self) -> None:
+        """Raise LeaseLost when the step runs under a lease that another run has taken since (run_steps' steps;
+        a step method called on its own runs without the lease)."""
+        if self._lease_check is not None:
+            self._lease_check()
+
+    @contextmanager
+    def leased(self, step: str) -> Iterator[None]:
+        """Run one step under the lake's batch lease: one batch run at a time, whoever started it.
+
+        validate-input and maintain take the lease (waiting up to ``lease_wait_seconds``); the steps between hold
+        it with the token validate-input recorded in state.json (LeaseLost if another run took it since). The
+        lease is renewed while the step runs, released after publish and maintain and when a suite fails; a step
+        that crashes keeps it until it expires (the same run id takes it back at once: an Airflow retry).
+        """
+        lease = self.lease
+        token = self._lease_token
+        if token is None and step not in ("validate-input", "maintain"):
+            token = (self.store.read_json(self.run_id, "state.json") or {}).get("lease_token")
+        if token is None or step in ("validate-input", "maintain"):
+            token = lease.acquire(self.run_id, self.lease_wait_seconds)
+        else:
+            token = lease.hold(self.run_id, int(token))
+        self._lease_token = token
+        release = step in ("publish", "maintain")
+        try:
+            with lease.kept(self.run_id, token) as check:
+                self._lease_check = check
+                yield
+        except ValidationFailed:
+            release = True
+            raise
+        finally:
+            self._lease_check = None
+            if release:
+                lease.release(self.run_id, token)
+                self._lease_token = None
 
     @property
     def store(self) -> BatchStore:
@@ -186,6 +237,7 @@ class BatchRun:
             "lateness_seconds": lateness.total_seconds(),
             "bronze_complete_until": bronze_complete_until(progress, now, lateness),
             "bronze_version": bronze_version,
+            "lease_token": self._lease_token,
         }
         store.write_json(self.run_id, "state.json", state)
         with profile.part("input suite"):
@@ -310,6 +362,7 @@ class BatchRun:
         # exactly what validate-views checked, even if a later recompute overwrote the staging table
         staged = store.read_staging(self.run_id, int(checked["staging_version"]))
         versions = {}
+        self._check_lease()  # a run that lost its lease writes nothing: another run may have published since
         with profile.part("replace views"):
             for grain in VIEW_TABLES:
                 versions[grain] = store.write_view(grain, staged.where(F.col("grain") == grain), start, end)
@@ -338,9 +391,11 @@ class BatchRun:
                     "low": marks.low,
                 },
                 "staging_version": checked["staging_version"],
+                "lease_token": self._lease_token,
                 "report_dir": store.report_uri(self.run_id, ""),
             }
             total_view_rows = sum(int(v) for v in view_rows.values())
+            self._check_lease()
             store.upsert_run(
                 RunRow(
                     run_id=self.run_id,
@@ -430,7 +485,7 @@ def run_steps(run: BatchRun, steps: Sequence[str]) -> dict[str, Any]:
     for step in steps:
         began = time.monotonic()
         try:
-            with run.profile.step(step):
+            with run.leased(step), run.profile.step(step):
                 results.update(getattr(run, step.replace("-", "_"))())
         finally:
             summary = run.profile.step_report(step) or {}
@@ -483,6 +538,8 @@ def run_from_args(settings: Settings, args: argparse.Namespace) -> int:
         raise ValueError("--run-id is required with --step (it ties the steps of one run together)")
     run_id = args.run_id or f"manual__{interval.key()}__{now:%Y%m%dT%H%M%S}"
     steps = list(STEPS) if args.step == "all" else [args.step]
+    if steps[0] in ("validate-input", "maintain") and not args.wait_for_lease:
+        _refuse_if_leased(settings, run_id, now)  # in a second, not after the JVM started
     warm = None
     if any(step in ("validate-input", "validate-views") for step in steps):
         # Great Expectations takes ~8 s to import: do it while the JVM starts (another process, another core)
@@ -499,6 +556,7 @@ def run_from_args(settings: Settings, args: argparse.Namespace) -> int:
         settings=settings,
         spark=spark,
         dedup_guard_days=args.dedup_guard_days,
+        lease_wait_seconds=args.wait_for_lease,
     )
     print(
         f"[batch {run_id}] interval [{interval.start:%Y-%m-%d}, {interval.end:%Y-%m-%d}) "
@@ -512,6 +570,15 @@ def run_from_args(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(results, indent=2, default=_iso), flush=True)
     return 0
+
+
+def _refuse_if_leased(settings: Settings, run_id: str, now: datetime) -> None:
+    from batch_layer.lease import LeaseHeld, decide
+
+    uri, options = delta_rs_location(Lake(settings.lake_root, settings.checkpoint_root).table(LEASE_TABLE), settings)
+    state = Lease(uri, options).state()
+    if decide(state, run_id, None, now) == "wait":
+        raise LeaseHeld(run_id, state)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

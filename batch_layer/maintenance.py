@@ -20,6 +20,8 @@ when that says there is something to do, so an idle table costs milliseconds, no
   error and redoes itself (``speed_layer.sinks.merge_once`` retries every Delta conflict; its transaction id keeps
   the redo exactly-once). The report says whether the speed layer was running (a driver heartbeat in
   speed/progress less than ``LIVE_HEARTBEAT_SECONDS`` old).
+- speed/progress: rows older than its window (``RETAIL_SPEED_PROGRESS_RETENTION_HOURS`` before its newest row,
+  contracts/progress.py) are deleted first, whether the table changed or not; every reader reads that window only.
 - batch views: never compacted. Each night's publish writes one file per view for its range and the
   replaceWhere rewrites only the files overlapping that range; a compacted file spanning all history would be
   rewritten by every publish (cost growing with history).
@@ -43,6 +45,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from contracts.progress import DEFAULT_RETENTION_HOURS, PROGRESS_TABLE
 from contracts.tables import Lake
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "MIN_RETENTION_HOURS",
     "maintain",
     "optimize",
+    "prune_progress",
     "retention_hours_of",
     "speed_layer_heartbeat",
     "vacuum",
@@ -79,7 +83,7 @@ _MERGE_TARGETS = _SPEED_TABLES
 def _delta_rs(path: str, settings: Any = None):  # type: ignore[no-untyped-def]
     from deltalake import DeltaTable
 
-    from batch_layer.store import delta_rs_location
+    from contracts.storage import delta_rs_location
 
     uri, options = delta_rs_location(path, settings)
     if not DeltaTable.is_deltatable(uri, storage_options=options):
@@ -106,6 +110,27 @@ def optimize(spark: SparkSession, path: str, where: str | None = None, attempts:
             row = builder.executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
             result = {"files_added": int(row[0] or 0), "files_removed": int(row[1] or 0)} if row else {}
             return {**result, "attempts": attempt}
+        except Exception as error:  # noqa: BLE001 - only a lost race is retried
+            if not _is_conflict(error) or attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def prune_progress(spark: SparkSession, path: str, table: Any, retention_hours: float, attempts: int = 1) -> str | dict:
+    """Delete the rows of speed/progress older than its window (contracts/progress.py); the speed driver's
+    appends go on meanwhile (a lost race is retried like OPTIMIZE's). Returns what was done."""
+    from contracts.progress import oldest_row, progress_cutoff
+
+    cutoff, oldest = progress_cutoff(table, retention_hours), oldest_row(table)
+    if cutoff is None or oldest is None or oldest >= cutoff:
+        return f"skipped: no row older than {retention_hours:g} h before the newest"
+    literal = f"TIMESTAMP'{cutoff.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}'"
+    for attempt in range(1, attempts + 1):
+        try:
+            row = spark.sql(f"DELETE FROM delta.`{path}` WHERE timestamp < {literal}").first()
+            deleted = int(row[0] or 0) if row is not None else None
+            return {"before": cutoff.isoformat(), "deleted_rows": deleted, "attempts": attempt}
         except Exception as error:  # noqa: BLE001 - only a lost race is retried
             if not _is_conflict(error) or attempt == attempts:
                 raise
@@ -189,12 +214,16 @@ def speed_layer_heartbeat(lake: Lake, settings: Any = None) -> datetime | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = _delta_rs(lake.table("speed/progress"), settings)
+    from contracts.progress import recent_progress
+
+    table = _delta_rs(lake.table(PROGRESS_TABLE), settings)
     if table is None:
         return None
     names = {field.name for field in table.schema().fields}
     columns = ["query", "batch_id", "timestamp"] + (["error"] if "error" in names else [])
-    rows = pa.table(table.to_pyarrow_table(columns=columns))
+    rows = pa.table(
+        recent_progress(table, columns, getattr(settings, "speed_progress_retention_hours", DEFAULT_RETENTION_HOURS))
+    )
     beats = pc.and_(pc.equal(rows["query"], "driver"), pc.equal(rows["batch_id"], -1))
     if "error" in rows.column_names:
         beats = pc.and_(beats, pc.is_null(rows["error"]))
@@ -237,6 +266,11 @@ def maintain(
         table = _delta_rs(path, settings)
         if table is None:
             continue
+        pruned = None
+        if name == PROGRESS_TABLE:  # before the idle check: time moves on even when the table does not
+            hours = getattr(settings, "speed_progress_retention_hours", DEFAULT_RETENTION_HOURS)
+            pruned = prune_progress(spark, path, table, hours, optimize_attempts)
+            table = _delta_rs(path, settings)
         version = int(table.version())
         seen = previous.get(name) or {}
         seen_at = datetime.fromisoformat(seen["at"]) if seen.get("at") else None
@@ -245,6 +279,8 @@ def maintain(
             state[name] = seen
             continue
         entry: dict[str, Any] = {"version_before": version}
+        if pruned is not None:
+            entry["prune"] = pruned
         # --- OPTIMIZE ---------------------------------------------------------------------------------
         if name in _NOT_COMPACTED:
             entry["optimize"] = "skipped: batch views are never compacted (publish would rewrite history)"

@@ -25,9 +25,10 @@ from pyspark.sql import functions as F
 
 from batch_layer.arguments import checked_run_id
 from batch_layer.interval import Coverage, Marks, RunRecord, SpeedProgress, parse_moment
+from contracts.storage import delta_rs_location
 from contracts.tables import TABLE_SCHEMAS, Lake
 
-__all__ = ["BatchStore", "RunRow", "VIEW_TABLES", "delta_rs_location"]
+__all__ = ["BatchStore", "RunRow", "VIEW_TABLES"]
 
 VIEW_TABLES: dict[str, str] = {"minute": "batch/sales_minute", "hour": "batch/sales_hour", "day": "batch/sales_day"}
 STATUS_SUCCEEDED = "succeeded"
@@ -45,23 +46,6 @@ def _safe(run_id: str) -> str:
 
 def _sql_ts(moment: datetime) -> str:
     return f"TIMESTAMP'{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}'"
-
-
-def delta_rs_location(uri: str, settings: Any = None) -> tuple[str, dict[str, str] | None]:
-    """(uri, storage options) for delta-rs: Hadoop's ``s3a://`` is ``s3://`` there, with the S3 settings."""
-    if not uri.startswith("s3a://"):
-        return uri, None
-    options: dict[str, str] = {}
-    endpoint = getattr(settings, "s3_endpoint", None)
-    if endpoint:
-        options["AWS_ENDPOINT_URL"] = endpoint
-        if endpoint.startswith("http://"):
-            options["AWS_ALLOW_HTTP"] = "true"
-    if getattr(settings, "s3_region", None):
-        options["AWS_REGION"] = settings.s3_region
-    if getattr(settings, "s3_path_style_access", False):
-        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
-    return "s3://" + uri[len("s3a://") :], options
 
 
 @dataclass(frozen=True)
@@ -237,7 +221,7 @@ class BatchStore:
         return reader.load(path)
 
     def speed_progress(self) -> SpeedProgress:
-        """What speed/progress says now (delta-rs; no Spark job).
+        """What speed/progress says now (delta-rs; no Spark job), from its recent window (contracts/progress.py).
 
         The speed watermark is each query's newest non-null watermark, and the smallest of those over the
         queries that have one (the most careful reading when several stateful queries run). Bronze is caught up
@@ -246,11 +230,15 @@ class BatchStore:
         """
         import pyarrow.compute as pc
 
-        path = self.lake.table("speed/progress")
+        from contracts.progress import DEFAULT_RETENTION_HOURS, PROGRESS_TABLE, recent_progress
+
+        path = self.lake.table(PROGRESS_TABLE)
         if not self.exists(path):
             return SpeedProgress(exists=False)
-        table = self.delta_rs(path).to_pyarrow_table(
-            columns=["query", "batch_id", "timestamp", "watermark", "offsets_behind"]
+        table = recent_progress(
+            self.delta_rs(path),
+            ["query", "batch_id", "timestamp", "watermark", "offsets_behind"],
+            getattr(self.settings, "speed_progress_retention_hours", DEFAULT_RETENTION_HOURS),
         )
         table = table.filter(pc.greater_equal(table["batch_id"], 0))
         newest: dict[str, tuple[datetime, datetime]] = {}

@@ -98,5 +98,9 @@ MAX_TEXT_LENGTH = 128
 """Longest id, category or currency accepted, in characters (after trimming)."""
 TEXT_FIELDS: tuple[str, ...] = ("event_id", "user_id", "product_id", "category", "currency", "order_id")
 """The free-text fields: each must be a JSON string of at most MAX_TEXT_LENGTH characters."""
+DEFAULT_CURRENCY = "EUR"
+"""The deployment's one currency unless RETAIL_CURRENCY says otherwise: every view and label is in it."""
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+"""What RETAIL_CURRENCY must look like (an ISO 4217 code)."""
 MAX_RECORD_BYTES = 64 * 1024
 """Largest Kafka record value accepted (bytes); larger ones are quarantined unparsed."""

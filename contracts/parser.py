@@ -24,10 +24,14 @@ Example::
 
 from __future__ import annotations
 
+import re
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from contracts.events import (
+    CURRENCY_PATTERN,
+    DEFAULT_CURRENCY,
     DEFAULT_MAX_EVENT_TIME_SKEW_SECONDS,
     MAX_EVENT_TIME_SKEW_SECONDS,
     MAX_QUANTITY,
@@ -103,6 +107,8 @@ REJECT_REASONS: dict[str, str] = {
     "sub_cent_unit_price": "unit_price has more than 2 decimal places (money is DECIMAL(18,2); never rounded)",
     "missing_order_id": "order_id is required for a purchase",
     **_text_reasons(),
+    "foreign_currency": "a purchase's currency is not the deployment's one currency (RETAIL_CURRENCY); a purchase "
+    "without one takes it. Replayable (`retail replay-quarantine --reason foreign_currency`) after a config change",
 }
 
 
@@ -127,6 +133,7 @@ def parse_kafka_records(
     *,
     max_event_time_skew_seconds: int = DEFAULT_MAX_EVENT_TIME_SKEW_SECONDS,
     ingest_time: Column | None = None,
+    currency: str = DEFAULT_CURRENCY,
 ) -> DataFrame:
     """Type and classify Kafka records; never raises on content. See the module docstring for columns.
 
@@ -138,10 +145,15 @@ def parse_kafka_records(
         ingest_time: when the records arrived, if not now (``current_timestamp()``): `retail replay-quarantine`
             re-parses quarantined records at their original ingest time, so a replay's verdict never depends on
             when it runs.
+        currency: the deployment's one currency (``Settings.currency``): a purchase in another one is quarantined
+            as ``foreign_currency``, one without a currency gets this one.
 
     Raises:
-        ValueError: the skew is not an integer in [0, MAX_EVENT_TIME_SKEW_SECONDS] (an argument, never content).
+        ValueError: the skew is not an integer in [0, MAX_EVENT_TIME_SKEW_SECONDS] or the currency is no ISO 4217
+            code (arguments, never content).
     """
+    if not isinstance(currency, str) or not re.fullmatch(CURRENCY_PATTERN, currency):
+        raise ValueError(f"currency must be three capital letters (ISO 4217), got {currency!r}")
     skew = max_event_time_skew_seconds
     if isinstance(skew, bool) or not isinstance(skew, int) or not 0 <= skew <= MAX_EVENT_TIME_SKEW_SECONDS:
         raise ValueError(
@@ -268,6 +280,7 @@ def parse_kafka_records(
         ("sub_cent_unit_price", is_purchase & matches(price_text, _SUB_CENT)),
         ("bad_currency", is_purchase & F.col("_bad_currency")),
         ("currency_too_long", is_purchase & too_long("currency")),
+        ("foreign_currency", is_purchase & ~_blank(F.col("currency")) & (F.col("currency") != F.lit(currency))),
         ("bad_order_id", is_purchase & F.col("_bad_order_id")),
         ("missing_order_id", is_purchase & _blank(F.col("order_id"))),
         ("order_id_too_long", is_purchase & too_long("order_id")),
@@ -285,7 +298,7 @@ def parse_kafka_records(
         # quantity and price only mean something for the event types that carry them
         "quantity": F.when(valid & needs_quantity, quantity.try_cast("int")),
         "unit_price": F.when(valid & is_purchase, price.try_cast(MONEY_TYPE)),
-        "currency": F.when(is_purchase, F.nullif(F.col("currency"), F.lit(""))),
+        "currency": F.when(is_purchase, F.coalesce(F.nullif(F.col("currency"), F.lit("")), F.lit(currency))),
         "order_id": F.when(is_purchase, F.nullif(F.col("order_id"), F.lit(""))),
     }
     return classified.select(

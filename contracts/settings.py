@@ -17,7 +17,13 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.events import DEFAULT_MAX_EVENT_TIME_SKEW_SECONDS, MAX_EVENT_TIME_SKEW_SECONDS
+from contracts.events import (
+    CURRENCY_PATTERN,
+    DEFAULT_CURRENCY,
+    DEFAULT_MAX_EVENT_TIME_SKEW_SECONDS,
+    MAX_EVENT_TIME_SKEW_SECONDS,
+)
+from contracts.progress import DEFAULT_RETENTION_HOURS
 
 __all__ = ["PROJECT_ROOT", "Settings"]
 
@@ -163,7 +169,17 @@ class Settings(BaseSettings):
     )
     speed_max_offsets_per_trigger: int | None = Field(default=None, ge=1, description="Backpressure cap.")
     speed_starting_offsets: str = Field(default="earliest", description="Where a new checkpoint starts.")
-    currency: str = "EUR"
+    speed_progress_retention_hours: int = Field(
+        default=DEFAULT_RETENTION_HOURS,
+        ge=2,
+        le=24 * 366,
+        description="speed/progress keeps (and every reader looks at) this many hours back from its newest row.",
+    )
+    currency: str = Field(
+        default=DEFAULT_CURRENCY,
+        pattern=CURRENCY_PATTERN,
+        description="The deployment's one currency (ISO 4217): purchases in another are quarantined.",
+    )
 
     # --- Listeners --------------------------------------------------------------------------------
     bind_host: str = Field(default="127.0.0.1", description="Address the API, Dash and Airflow bind to.")
@@ -198,6 +214,12 @@ class Settings(BaseSettings):
     batch_optimize_speed_tables: bool = Field(default=True, description="Also OPTIMIZE the speed tables.")
     batch_gx_pandas_max_rows: int = Field(
         default=200_000, ge=0, description="Frames up to this size are validated by GE's pandas engine (faster)."
+    )
+    batch_lease_seconds: int = Field(
+        default=600,
+        ge=30,
+        le=86_400,
+        description="A batch run's lease lasts this long past its last renewal (a crashed run blocks others as long).",
     )
     batch_start_date: date = Field(default=date(2026, 11, 20), description="First day the nightly DAG covers.")
     batch_catchup: bool = Field(default=True, description="Backfill every missed day since batch_start_date.")

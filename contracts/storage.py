@@ -20,14 +20,17 @@ from contracts.settings import Settings
 __all__ = ["delta_rs_location"]
 
 
-def delta_rs_location(uri: str, settings: Settings) -> tuple[str, dict[str, str] | None]:
+def delta_rs_location(uri: str, settings: Settings | None) -> tuple[str, dict[str, str] | None]:
     """(uri, storage options) for delta-rs: Hadoop's ``s3a://`` is ``s3://`` there, with the S3 settings.
 
-    Local paths (and any other scheme) are returned unchanged, without options.
+    Local paths (and any other scheme) are returned unchanged, without options; without settings an ``s3a://``
+    URI gets no options (delta-rs then takes everything from the environment).
     """
     if not uri.startswith("s3a://"):
         return uri, None
     options: dict[str, str] = {}
+    if settings is None:
+        return "s3://" + uri.removeprefix("s3a://"), options
     if settings.s3_endpoint:
         options["AWS_ENDPOINT_URL"] = settings.s3_endpoint
         if settings.s3_endpoint.startswith("http://"):

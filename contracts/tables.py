@@ -19,6 +19,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "batch/sales_hour",
     "batch/sales_day",
     "batch/runs",
+    "batch/lease",
 )
 
 
@@ -120,6 +121,8 @@ TABLE_SCHEMAS: dict[str, str] = {
         "view_rows bigint, high_water_mark timestamp, sales_minute_version bigint, "
         "sales_hour_version bigint, sales_day_version bigint, validation_report string"
     ),
+    # one row: the run holding the batch lease ("" when free) and its fencing token (batch_layer/lease.py)
+    "batch/lease": "holder string, token bigint, acquired_at timestamp, expires_at timestamp",
 }
 TABLE_SCHEMAS["batch/sales_hour"] = TABLE_SCHEMAS["batch/sales_minute"]
 TABLE_SCHEMAS["batch/sales_day"] = TABLE_SCHEMAS["batch/sales_minute"]

@@ -14,7 +14,9 @@ Tasks, each one `spark-submit` of `batch_layer/job.py --step <name>` (idempotent
 4. **publish**: replace the interval in `batch/sales_*`, record versions and the marks L, W in `batch/runs`
 5. **maintain**: OPTIMIZE closed bronze partitions and the speed tables where there is work, VACUUM (>= 7 days)
 
-A failed suite fails its task and the run; the high-water mark stays. Reports: `<lake>/batch/reports/<run>/`.
+One batch run at a time, whoever starts it: each task holds the lake's batch lease and waits up to an hour for
+it while a `retail batch` or a notebook holds it. A failed suite fails its task and the run; the high-water mark
+stays. Reports: `<lake>/batch/reports/<run>/`.
 Spark runs where the Airflow connection `retail_spark` points (`AIRFLOW_CONN_RETAIL_SPARK`, `local[2]` by default).
 """
 
@@ -33,6 +35,7 @@ from contracts.settings import Settings
 JOB = str(Path(__file__).resolve().parents[1] / "batch_layer" / "job.py")
 # RETAIL_* environment only: reading settings costs no I/O and keeps the schedule configurable
 _SETTINGS = Settings()
+_LEASE_WAIT_SECONDS = 3600
 
 
 class RetailSparkSubmitOperator(SparkSubmitOperator):
@@ -88,6 +91,10 @@ def retail_batch() -> None:
                 "{{ run_id }}",
                 "--step",
                 step,
+                # one batch run at a time whoever starts it: a CLI run or a notebook holding the lake's batch
+                # lease makes this task wait for it (batch_layer/lease.py)
+                "--wait-for-lease",
+                str(_LEASE_WAIT_SECONDS),
             ],
         )
         for step in STEPS

@@ -152,17 +152,19 @@ def _speed_layer_runs(settings: Settings) -> str | None:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from contracts.progress import PROGRESS_TABLE, recent_progress
     from contracts.storage import delta_rs_location
     from contracts.tables import Lake
     from serving_layer.service import HEARTBEAT_STALE_AFTER
     from speed_layer.progress import DRIVER_ROW
 
     lake = Lake(settings.lake_root, settings.checkpoint_root)
-    uri, options = delta_rs_location(lake.table("speed/progress"), settings)
+    uri, options = delta_rs_location(lake.table(PROGRESS_TABLE), settings)
     try:
-        progress = DeltaTable(uri, storage_options=options).to_pyarrow_table(columns=["query", "timestamp", "error"])
+        table = DeltaTable(uri, storage_options=options)
     except TableNotFoundError:
         return None
+    progress = recent_progress(table, ["query", "timestamp", "error"], settings.speed_progress_retention_hours)
     beats = [
         row["timestamp"]
         for row in progress.to_pylist()

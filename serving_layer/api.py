@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.settings import Settings
-from serving_layer.auth import authorized, check_exposure
+from serving_layer.auth import authorized, check_exposure, host_allowed
 from serving_layer.errors import BadRequest, ViewUnreadable
 from serving_layer.service import ServingLayer
 from serving_layer.views import EARLIEST, GRAINS, LATEST, TOTAL_KEY
@@ -147,9 +147,21 @@ def revenue_payload(serving: ServingLayer, query: Mapping[str, str]) -> dict[str
 def create_app(serving: ServingLayer, auth_token: str | None = None) -> FastAPI:
     """The API application over ``serving`` (one ServingLayer, shared by every request).
 
-    With ``auth_token`` every request needs ``Authorization: Bearer <token>`` (401 otherwise).
+    With ``auth_token`` every request needs ``Authorization: Bearer <token>`` (401 otherwise); without one every
+    request must be addressed to a loopback host (400 otherwise: ``auth.host_allowed``).
     """
     app = FastAPI(title="retail-lambda serving API", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json")
+
+    if not auth_token:  # loopback only: requests must be addressed to loopback too (no DNS rebinding)
+
+        @app.middleware("http")
+        async def _require_loopback_host(request: Request, call_next):  # type: ignore[no-untyped-def]
+            if not host_allowed(request.headers.get("host")):
+                return JSONResponse(
+                    {"error": "bad_request", "message": "the Host header must name a loopback address"},
+                    status_code=400,
+                )
+            return await call_next(request)
 
     if auth_token:
 

@@ -15,7 +15,7 @@ import ipaddress
 from contracts.errors import ConfigError
 from contracts.settings import Settings
 
-__all__ = ["is_loopback", "check_exposure", "authorized"]
+__all__ = ["is_loopback", "check_exposure", "authorized", "host_allowed"]
 
 
 def is_loopback(host: str) -> bool:
@@ -26,6 +26,23 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def host_allowed(host_header: str | None) -> bool:
+    """Whether a request's ``Host`` header names a loopback host (``localhost``, 127.0.0.0/8, ``[::1]``; any port).
+
+    A service without a token listens on loopback only, and answers only requests addressed to loopback: a web
+    page that re-binds its own DNS name to 127.0.0.1 (DNS rebinding) makes the browser send that name as Host,
+    and is refused. No Host header at all (HTTP/1.0, no browser sends that) is let through.
+    """
+    if host_header is None:
+        return True
+    host = host_header.strip()
+    if host.startswith("["):
+        name = host[1 : host.find("]")] if "]" in host else ""
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return bool(name) and is_loopback(name)
 
 
 def check_exposure(settings: Settings, what: str) -> str | None:

@@ -98,6 +98,8 @@ def _duration(text: str) -> timedelta:
 
 POOLS = ("live", "bronze", "durable")
 PARTS = ("split", "one", "events", "copy")
+# set by CopyDriver in its child's environment: the parent's pid (become_copy_child)
+COPY_PARENT_ENV = "RETAIL_SPEED_COPY_PARENT_PID"
 _FAIR_SCHEDULER_FILE = Path(__file__).with_name("fairscheduler.xml")
 
 
@@ -255,6 +257,7 @@ class SpeedLayer:
             self._kafka_records(self.settings.events_topic, query),
             max_event_time_skew_seconds=self.settings.max_event_time_skew_seconds,
             ingest_time=None if query == "bronze" else F.col("timestamp"),
+            currency=self.settings.currency,
         )
 
     def _live_events(self, query: str) -> DataFrame:
@@ -375,19 +378,12 @@ class CopyDriver:
 
     def __init__(self, settings: Settings) -> None:
         niceness = settings.speed_copy_niceness
-        # looked up here: between fork and exec only plain calls are safe
-        prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
-
-        def lower_priority() -> None:  # runs in the child between fork and exec
-            os.nice(niceness)
-            # a terminal's Ctrl-C reaches the whole process group: the child leaves it to the parent, which stops
-            # it with SIGTERM once its own queries have stopped (Python keeps a SIGINT ignored at start ignored)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            if prctl is not None:
-                prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: die with the parent, even when it is SIGKILLed
-
         argv = [sys.executable, "-m", "retail_cli.main", "speed", "--part", "copy"]
-        self.process = subprocess.Popen(argv, preexec_fn=lower_priority)  # noqa: S603 - our own CLI
+        # No preexec_fn: Python code between fork and exec can deadlock in this multi-threaded driver (py4j, the
+        # progress recorder). The child lowers its own priority and ties itself to this process first thing
+        # (become_copy_child), before it starts any thread or its JVM.
+        env = {**os.environ, COPY_PARENT_ENV: str(os.getpid())}
+        self.process = subprocess.Popen(argv, env=env)  # noqa: S603 - our own CLI
         self.stopping = threading.Event()
         print(
             f"speed layer: copy driver (the Delta copy) started: pid {self.process.pid}, nice +{niceness}", flush=True
@@ -421,6 +417,24 @@ class CopyDriver:
         return self.process.returncode in (0, 130, -signal.SIGTERM)
 
 
+def become_copy_child(niceness: int) -> bool:
+    """First thing of ``--part copy``: when CopyDriver started this process (its pid in COPY_PARENT_ENV), leave
+    Ctrl-C to the parent, lower this process's CPU priority (the JVM started next inherits it) and die with the
+    parent. Returns whether it was so started."""
+    parent = os.environ.pop(COPY_PARENT_ENV, None)
+    if parent is None:
+        return False
+    # a terminal's Ctrl-C reaches the whole process group: the child leaves it to the parent, which stops it with
+    # SIGTERM once its own queries have stopped
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(niceness)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG, even if it is SIGKILLed
+    if str(os.getppid()) != parent:  # the parent died before the line above: nobody would stop this driver
+        raise SystemExit(f"speed layer copy driver: its parent {parent} is gone")
+    return True
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -441,16 +455,16 @@ def run(settings: Settings, available_now: bool = False, part: str | None = None
     part = default_part(settings) if part is None else part
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
-    sigint_ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # started by CopyDriver
+    child = part == "copy" and become_copy_child(settings.speed_copy_niceness)  # started by CopyDriver
     # CopyDriver starts its child once this driver has created the topics: the child asks Kafka nothing at start
     # (a copy child that started during a broker outage exited 2 on its admin request and stopped both drivers)
-    topics_ready = part == "copy" and sigint_ignored
+    topics_ready = child
     if part == "copy":
         # the parent's CopyDriver.stop (and its death, through PR_SET_PDEATHSIG) stop this driver gracefully
         signal.signal(signal.SIGTERM, _interrupt)
     app_name = "retail-speed-layer-copy" if part == "copy" else "retail-speed-layer"
     spark = build_spark_session(settings, app_name=app_name, extra_conf=speed_session_conf(settings))
-    if sigint_ignored:
+    if child:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # SparkContext installs its own Ctrl-C handler
     lake = Lake(settings.lake_root, settings.checkpoint_root)
     progress_uri, progress_options = delta_rs_location(lake.table("speed/progress"), settings)

@@ -115,6 +115,7 @@ def replay_quarantine(
         records,
         max_event_time_skew_seconds=settings.max_event_time_skew_seconds,
         ingest_time=F.col("ingest_time"),
+        currency=settings.currency,
     ).persist()
     try:
         selected = parsed.count()

@@ -14,7 +14,7 @@ from dash import Dash
 from flask import Response, request
 
 from contracts.settings import Settings
-from serving_layer.auth import authorized, check_exposure
+from serving_layer.auth import authorized, check_exposure, host_allowed
 from serving_layer.dashboard.callbacks import register_callbacks
 from serving_layer.dashboard.layout import layout
 from serving_layer.dashboard.pacing import CallbackTimings
@@ -31,6 +31,14 @@ def create_app(serving: ServingLayer, settings: Settings) -> Dash:
     app.layout = lambda: layout(settings.currency, timings.interval_ms())
     register_callbacks(app, serving, settings.currency, timings)
     token = check_exposure(settings, "dashboard")
+    if not token:  # loopback only: requests must be addressed to loopback too (no DNS rebinding)
+
+        @app.server.before_request
+        def _require_loopback_host():  # type: ignore[no-untyped-def]
+            if not host_allowed(request.headers.get("Host")):
+                return Response("the Host header must name a loopback address\n", status=400)
+            return None
+
     if token:
 
         @app.server.before_request

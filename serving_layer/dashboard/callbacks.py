@@ -15,11 +15,12 @@ from typing import Any
 from dash import Dash, Input, Output, html
 
 from serving_layer.dashboard import data, figures, ids
+from serving_layer.dashboard.layout import DEFAULT_WINDOW, WINDOW_CHOICES
 from serving_layer.dashboard.pacing import CallbackTimings
 from serving_layer.errors import ServingError
 from serving_layer.service import ServingLayer
 
-__all__ = ["health_outputs", "register_callbacks", "sales_outputs", "stock_outputs"]
+__all__ = ["checked_window", "health_outputs", "register_callbacks", "sales_outputs", "stock_outputs"]
 
 log = logging.getLogger("serving_layer.dashboard")
 
@@ -28,9 +29,18 @@ def _stamp(moment: datetime | None) -> str:
     return "none yet" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def sales_outputs(serving: ServingLayer, window: int, currency: str) -> tuple[Any, ...]:
-    """Revenue and trend figures, top products, the KPIs and the W badge for the last ``window`` minutes."""
-    window_data = data.sales_window(serving, serving.now(), int(window))
+def checked_window(window: object) -> int:
+    """The window a browser asked for if it is one of the page's choices, else the default: the value comes from
+    the client, so a hand-made request (``window=10**9``, ``"x"``) must neither fail nor widen the query."""
+    if isinstance(window, int) and not isinstance(window, bool) and window in WINDOW_CHOICES:
+        return window
+    return DEFAULT_WINDOW
+
+
+def sales_outputs(serving: ServingLayer, window: object, currency: str) -> tuple[Any, ...]:
+    """Revenue and trend figures, top products, the KPIs and the W badge for the last ``window`` minutes (one of
+    WINDOW_CHOICES; anything else gets the default)."""
+    window_data = data.sales_window(serving, serving.now(), checked_window(window))
     trend_now = window_data.trend["revenue"].iloc[-1] if not window_data.trend.empty else None
     return (
         figures.revenue_figure(
@@ -108,7 +118,7 @@ def register_callbacks(app: Dash, serving: ServingLayer, currency: str, timings:
         Input(ids.INTERVAL, "n_intervals"),
         Input(ids.WINDOW, "value"),
     )
-    def refresh_sales(_ticks: int, window: int) -> tuple[Any, ...]:
+    def refresh_sales(_ticks: int, window: object) -> tuple[Any, ...]:
         with timings.measure("sales"):
             return sales_outputs(serving, window, currency)
 

@@ -11,9 +11,10 @@ from dash import dash_table, dcc, html
 from serving_layer.dashboard import ids
 from serving_layer.dashboard.figures import BATCH_COLOUR, SPEED_COLOUR
 
-__all__ = ["WINDOW_CHOICES", "layout"]
+__all__ = ["DEFAULT_WINDOW", "WINDOW_CHOICES", "layout"]
 
 WINDOW_CHOICES: dict[int, str] = {60: "last hour", 180: "last 3 hours", 720: "last 12 hours", 1440: "last 24 hours"}
+DEFAULT_WINDOW = 180
 _GRAPH_CONFIG = {"displayModeBar": False}
 _GRAPH_STYLE = {"height": "300px"}
 
@@ -33,7 +34,7 @@ def _panel(title: str, *children: object, extra: object = None) -> html.Section:
     return html.Section([html.Div(header, className="panel-head"), *children], className="panel")
 
 
-def layout(currency: str, refresh_ms: int, default_window: int = 180) -> html.Div:
+def layout(currency: str, refresh_ms: int, default_window: int = DEFAULT_WINDOW) -> html.Div:
     """The whole page; ``refresh_ms`` is the starting refresh interval (callbacks may widen it)."""
     legend = html.Span(
         [

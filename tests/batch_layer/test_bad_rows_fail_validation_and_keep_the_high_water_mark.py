@@ -39,10 +39,11 @@ def _write_progress(path: str, watermark: datetime, bronze_caught_up: datetime |
         {"query": "bronze", "batch_id": 7, "timestamp": caught_up - timedelta(hours=2), "offsets_behind": 0},
         {"query": "bronze", "batch_id": 8, "timestamp": caught_up, "offsets_behind": 0},
         {"query": "bronze", "batch_id": 9, "timestamp": caught_up + timedelta(hours=3), "offsets_behind": 5000},
-        # heartbeats and an error row: never a watermark or a bronze commit
-        {"query": "driver", "batch_id": -1, "timestamp": caught_up + timedelta(days=2)},
-        {"query": "bronze", "batch_id": -1, "timestamp": caught_up + timedelta(days=2), "offsets_behind": 0},
-        {"query": "rollup", "batch_id": -1, "timestamp": caught_up + timedelta(days=2), "error": "boom"},
+        # heartbeats and an error row, the newest rows: never a watermark or a bronze commit (within the 48 h that
+        # speed/progress keeps, contracts/progress.py)
+        {"query": "driver", "batch_id": -1, "timestamp": caught_up + timedelta(hours=6)},
+        {"query": "bronze", "batch_id": -1, "timestamp": caught_up + timedelta(hours=6), "offsets_behind": 0},
+        {"query": "rollup", "batch_id": -1, "timestamp": caught_up + timedelta(hours=6), "error": "boom"},
     ]
     schema = pa.schema(
         [

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.events import (
+    DEFAULT_CURRENCY,
     MAX_QUANTITY,
     MAX_TEXT_LENGTH,
     MAX_UNIT_PRICE,
@@ -111,6 +112,8 @@ def contract_violations(row: Any, skew_s: int = 300) -> list[str]:
             problems.append(f"unit_price {price!r}")
         if not row.order_id:
             problems.append("order_id missing")
+        if row.currency != DEFAULT_CURRENCY:
+            problems.append(f"currency {row.currency!r} is not the deployment's {DEFAULT_CURRENCY}")
     elif row.unit_price is not None:
         problems.append(f"unit_price {row.unit_price!r} on a {row.event_type}")
     return problems

@@ -103,6 +103,15 @@ def text_field(name: str, required: bool) -> st.SearchStrategy[tuple[Any, str | 
     )
 
 
+# the deployment's currency (any case, padded, or none at all), another one, or a broken value
+currencies = st.one_of(
+    _labelled(st.sampled_from(["EUR", "eur", " Eur ", "", "   ", None, ABSENT]), None),
+    _labelled(st.sampled_from(["JPY", "usd", "EURO", "€", "ЕUR"]), "foreign_currency"),
+    _labelled(_too_long, "currency_too_long"),
+    _labelled(_not_string, "bad_currency"),
+)
+
+
 def _moment(low: datetime, high: datetime) -> st.SearchStrategy[datetime]:
     return st.datetimes(min_value=low.replace(tzinfo=None), max_value=high.replace(tzinfo=None)).map(
         lambda moment: moment.replace(tzinfo=UTC)
@@ -187,7 +196,7 @@ def event_records(draw: st.DrawFn) -> tuple[bytes, set[str]]:
         "category": draw(text_field("category", required=False)),
         "quantity": draw(quantities),
         "unit_price": draw(unit_prices),
-        "currency": draw(text_field("currency", required=False)),
+        "currency": draw(currencies),
         "order_id": draw(text_field("order_id", required=True)),
     }  # fmt: skip
     # mostly valid fields, so that many records are valid and reach the metric

@@ -35,6 +35,8 @@ def _padded_to(size: int) -> bytes:
 
 
 # (case id, record value, expected reason or None for valid)
+# the verdict on a long but otherwise fine value of each text field (a currency must also be the deployment's)
+_TEXT_OK: dict[str, str | None] = {name: None for name in TEXT_FIELDS} | {"currency": "foreign_currency"}
 CASES: list[tuple[str, bytes | None, str | None]] = [
     ("valid purchase", to_json(purchase()), None),
     # --- the record ---------------------------------------------------------------------------------------------
@@ -110,15 +112,21 @@ CASES: list[tuple[str, bytes | None, str | None]] = [
     ("restock without user", to_json(purchase(event_type="restock", user_id=None, unit_price=ABSENT)), None),
     ("order_id missing", to_json(purchase(order_id=ABSENT)), "missing_order_id"),
     ("category and currency absent", to_json(purchase(category=ABSENT, currency=None)), None),
+    ("currency blank", to_json(purchase(currency="  ")), None),
+    ("currency in lower case, padded", to_json(purchase(currency=" eur ")), None),
+    ("currency JPY", to_json(purchase(currency="JPY")), "foreign_currency"),
+    ("currency EURO", to_json(purchase(currency="EURO")), "foreign_currency"),
+    ("page view in JPY", to_json(purchase(event_type="page_view", quantity=ABSENT, currency="JPY")), None),
     ("event_type unknown", to_json(purchase(event_type="refund")), "unknown_event_type"),
     ("event_type padded upper case", to_json(purchase(event_type=" PURCHASE ")), None),
-    *[(f"{name} at the length limit", to_json(purchase(**{name: "é" * MAX_TEXT_LENGTH})), None)
+    # a currency at the limit is valid text, but not the deployment's currency
+    *[(f"{name} at the length limit", to_json(purchase(**{name: "é" * MAX_TEXT_LENGTH})), _TEXT_OK[name])
       for name in TEXT_FIELDS],
     *[
         (f"{name} one character over", to_json(purchase(**{name: "é" * (MAX_TEXT_LENGTH + 1)})), f"{name}_too_long")
         for name in TEXT_FIELDS
     ],
-    *[(f"{name} padded to the limit", to_json(purchase(**{name: f"  {'a' * MAX_TEXT_LENGTH}  "})), None)
+    *[(f"{name} padded to the limit", to_json(purchase(**{name: f"  {'a' * MAX_TEXT_LENGTH}  "})), _TEXT_OK[name])
       for name in TEXT_FIELDS],
     *[(f"{name} a number", to_json(purchase(**{name: 42})), f"bad_{name}") for name in TEXT_FIELDS],
     *[(f"{name} an array", to_json(purchase(**{name: ["a"]})), f"bad_{name}") for name in TEXT_FIELDS],
@@ -156,6 +164,24 @@ def test_valid_values_keep_their_exact_value(parsed: list[Any]) -> None:
     assert rows["product_id padded to the limit"].product_id == "a" * MAX_TEXT_LENGTH
     assert rows["time at the lower limit"].event_time.replace(tzinfo=UTC) == MIN_EVENT_TIME
     assert rows["page view ignores a price"].unit_price is None
+    assert rows["category and currency absent"].currency == "EUR"  # the deployment's currency
+    assert rows["currency blank"].currency == "EUR"
+    assert rows["currency in lower case, padded"].currency == "EUR"
+    assert rows["page view in JPY"].currency is None  # only a purchase carries money
+
+
+def test_the_currency_is_an_argument_and_a_purchase_in_another_is_quarantined(spark) -> None:  # type: ignore[no-untyped-def]
+    values = [to_json(purchase(currency="JPY")), to_json(purchase(currency="EUR")), to_json(purchase(currency=None))]
+    assert [(r.reject_reason, r.currency) for r in parse(spark, values)] == [
+        ("foreign_currency", "JPY"),
+        (None, "EUR"),
+        (None, "EUR"),
+    ]
+    in_yen = parse(spark, values, currency="JPY")  # after a config change (and a replay of the quarantine)
+    expected = [(None, "JPY"), ("foreign_currency", "EUR"), (None, "JPY")]
+    assert [(r.reject_reason, r.currency) for r in in_yen] == expected
+    with pytest.raises(ValueError, match="currency must be three capital letters"):
+        parse_kafka_records(kafka_frame(spark, values[:1]), currency="eur")
 
 
 def test_the_clock_skew_is_an_argument(spark) -> None:  # type: ignore[no-untyped-def]

@@ -55,6 +55,9 @@ def test_dag_declares_nightly_schedule_stages_and_interval_arguments(tmp_path: P
         assert task["conn_id"] == "retail_spark"
         rendered = " ".join(task["args"])
         assert "{{ data_interval_start" in rendered and "{{ data_interval_end" in rendered
-        assert task["args"][-1] == task_id.replace("_", "-")
+        args = task["args"]
+        assert args[args.index("--step") + 1] == task_id.replace("_", "-")
+        # one batch run at a time: a task waits for a `retail batch` or a notebook holding the lake's lease
+        assert float(args[args.index("--wait-for-lease") + 1]) >= 600
     # parsing the DAG imports neither pyspark, Delta nor Great Expectations (the tasks do, when they run)
     assert facts["heavy_modules"] == []

@@ -25,7 +25,9 @@ ENDPOINTS = ("/api/revenue", "/api/alerts", "/api/inventory", "/api/health")
 @pytest.fixture(scope="module")
 def client(scenario_lake: LakeBuilder) -> TestClient:
     return TestClient(
-        create_app(ServingLayer(scenario_lake.lake.root, clock=lambda: NOW)), raise_server_exceptions=False
+        base_url="http://127.0.0.1",
+        app=create_app(ServingLayer(scenario_lake.lake.root, clock=lambda: NOW)),
+        raise_server_exceptions=False,
     )
 
 

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from contracts.errors import ConfigError
 from contracts.settings import PROJECT_ROOT, Settings
 from serving_layer.api import create_app
-from serving_layer.auth import authorized, check_exposure, is_loopback
+from serving_layer.auth import authorized, check_exposure, host_allowed, is_loopback
 from serving_layer.dashboard.app import create_app as create_dashboard
 from serving_layer.service import ServingLayer
 from tests.conftest import free_port
@@ -70,7 +70,7 @@ def test_header_forms() -> None:
 def test_with_a_token_the_api_and_the_dashboard_require_it(tmp_path) -> None:
     settings = Settings(lake_root=str(tmp_path), serving_auth_token=SecretStr(TOKEN))
     with ServingLayer(str(tmp_path)) as serving:
-        api = TestClient(create_app(serving, TOKEN))
+        api = TestClient(base_url="http://127.0.0.1", app=create_app(serving, TOKEN))
         refused = api.get("/api/health")
         assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
         assert TOKEN not in refused.text
@@ -88,7 +88,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     """The API and the dashboard with a token, as test clients."""
     lake = tmp_path_factory.mktemp("guarded")
     with ServingLayer(str(lake)) as serving:
-        api = TestClient(create_app(serving, TOKEN))
+        api = TestClient(base_url="http://127.0.0.1", app=create_app(serving, TOKEN))
         dashboard = create_dashboard(serving, Settings(lake_root=str(lake), serving_auth_token=SecretStr(TOKEN)))
         yield api, dashboard.server.test_client()
 
@@ -114,3 +114,24 @@ def test_any_malformed_header_gets_a_401_never_a_500(guarded, header: str) -> No
 def test_a_non_ascii_basic_header_is_a_401(guarded) -> None:  # type: ignore[no-untyped-def]
     _, dashboard = guarded
     assert dashboard.get("/", headers={"Authorization": "Basic é"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [("127.0.0.1:8000", True), ("localhost:8050", True), ("localhost", True), ("[::1]:8000", True),
+     ("127.0.0.2", True), (None, True), ("evil.example:8000", False), ("evil.example", False),
+     ("127.0.0.1.evil.example", False), ("localhost.evil.example:8000", False), ("[::1", False), ("", False),
+     ("0.0.0.0:8000", False), ("10.0.0.5:8000", False), ("::1", True)],
+)  # fmt: skip
+def test_without_a_token_only_requests_addressed_to_loopback_are_answered(tmp_path, host, allowed) -> None:  # type: ignore[no-untyped-def]
+    """DNS rebinding: a page whose own name now resolves to 127.0.0.1 makes the browser send that name as Host."""
+    assert host_allowed(host) is allowed
+    if host is None:
+        return
+    with ServingLayer(str(tmp_path)) as serving:
+        api = TestClient(base_url="http://127.0.0.1", app=create_app(serving))
+        answer = api.get("/api/health", headers={"Host": host})
+        assert (answer.status_code != 400) is allowed, answer.text
+        dashboard = create_dashboard(serving, Settings(lake_root=str(tmp_path))).server.test_client()
+        page = dashboard.get("/", headers={"Host": host})
+        assert (page.status_code == 200) is allowed, page.status_code

@@ -22,7 +22,9 @@ from tests.serving_layer.scenario import NOW
 
 @pytest.fixture(scope="module")
 def client(scenario_lake: LakeBuilder) -> TestClient:
-    return TestClient(create_app(ServingLayer(scenario_lake.lake.root, clock=lambda: NOW)))
+    return TestClient(
+        base_url="http://127.0.0.1", app=create_app(ServingLayer(scenario_lake.lake.root, clock=lambda: NOW))
+    )
 
 
 def test_revenue_follows_the_contract(client: TestClient) -> None:

@@ -115,7 +115,7 @@ def test_reconciliation_compares_only_buckets_inside_the_marks(lake: LakeBuilder
 
 
 def test_the_api_reports_both_marks(lake: LakeBuilder) -> None:
-    client = TestClient(create_app(ServingLayer(lake.lake.root)))
+    client = TestClient(base_url="http://127.0.0.1", app=create_app(ServingLayer(lake.lake.root)))
     answer = client.get("/api/revenue", params={"start": "2026-01-05T06:00:00Z", "end": "2026-01-06T01:00:00Z"})
     assert answer.status_code == 200
     body = answer.json()

@@ -250,7 +250,7 @@ def test_sales_to_the_cent_with_hour_and_day_rollups_of_sketches(
     assert money(p1) == [(T, "10.05"), (T + timedelta(hours=1), "0.01")]
     top = serving.top_products(T, T + timedelta(hours=2)).to_pylist()
     assert [(r["key"], str(r["revenue"])) for r in top] == [("p-2", "1234.56"), ("p-1", "10.06")]
-    answer = TestClient(create_app(serving)).get(
+    answer = TestClient(base_url="http://127.0.0.1", app=create_app(serving)).get(
         "/api/revenue", params={"start": iso(T), "end": iso(T + timedelta(hours=2)), "grain": "hour"}
     )
     assert [(r["revenue"], r["distinct_users"], r["source"]) for r in answer.json()["rows"]] == [
@@ -359,7 +359,7 @@ def test_inventory_and_alerts_keep_the_newest_state(topics: Topics, views: Speed
     assert views.alerts().schema == ALERTS_SCHEMA
     health = serving.health()
     assert health["newest_inventory_event_time"] == T + timedelta(minutes=5)
-    api = TestClient(create_app(serving))
+    api = TestClient(base_url="http://127.0.0.1", app=create_app(serving))
     assert api.get("/api/alerts").json()["open"] == 1
     assert api.get("/api/inventory").json()["low_stock"] == 1
 
@@ -455,7 +455,9 @@ def test_topic_snapshots_have_the_delta_paths_columns_and_types(
 def test_api_health_reports_the_kafka_speed_source(topics: Topics, views: SpeedTopicViews, tmp_path: Path) -> None:
     topics.sales(sale(T, "1.00", 1, 1, ["u1"]), (b"total|all|1", b"nope"))
     consumed(views, 2)
-    api = TestClient(create_app(ServingLayer(str(tmp_path / "no-lake"), speed_source=views)))
+    api = TestClient(
+        base_url="http://127.0.0.1", app=create_app(ServingLayer(str(tmp_path / "no-lake"), speed_source=views))
+    )
     source = api.get("/api/health").json()["speed_source"]
     assert source["kind"] == "kafka" and source["connected"] is True and source["last_error"] is None
     assert source["messages_applied"] == 1 and source["records_skipped"] == 1
@@ -463,7 +465,11 @@ def test_api_health_reports_the_kafka_speed_source(topics: Topics, views: SpeedT
     assert source["serving_from"] == {"sales": "kafka", "inventory": "kafka", "alerts": "kafka"}
     sales_topic = source["topics"][topics.settings.speed_sales_topic]
     assert sales_topic == {"view": "sales", "present": True, "partitions": 3, "caught_up": True, "offsets_behind": 0}
-    delta = TestClient(create_app(ServingLayer(str(tmp_path / "no-lake")))).get("/api/health").json()
+    delta = (
+        TestClient(base_url="http://127.0.0.1", app=create_app(ServingLayer(str(tmp_path / "no-lake"))))
+        .get("/api/health")
+        .json()
+    )
     assert delta["speed_source"] == {
         "kind": "delta",
         "serving_from": {"sales": "delta", "inventory": "delta", "alerts": "delta"},
@@ -475,7 +481,10 @@ def test_unreachable_broker_is_reported_and_delta_serves_meanwhile(lake: LakeBui
     views = SpeedTopicViews(nowhere, backoff_s=(0.2, 1.0))
     try:
         assert views.wait_until(lambda: views.status()["last_error"] is not None, 15)
-        api = TestClient(create_app(ServingLayer(lake.lake.root, speed_source=views, clock=lambda: NOW)))
+        api = TestClient(
+            base_url="http://127.0.0.1",
+            app=create_app(ServingLayer(lake.lake.root, speed_source=views, clock=lambda: NOW)),
+        )
         source = api.get("/api/health").json()["speed_source"]
         assert source["connected"] is False and source["running"] is True
         assert "bootstrap" in source["last_error"].lower() or "timeout" in source["last_error"].lower()

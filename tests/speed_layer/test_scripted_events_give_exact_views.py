@@ -80,6 +80,8 @@ MALFORMED = {
     "negative_unit_price": _event("m8", "purchase", 10.0, quantity=1, price="-1.00"),
     "missing_user_id": _event("m9", "purchase", 10.0, user=None, quantity=1, price="1.00"),
     "unsupported_schema_version": {**_event("m10", "page_view", 10.0), "schema_version": 2},
+    # a purchase in yen in a EUR deployment: quarantined, so it changes no revenue, order, unit or stock
+    "foreign_currency": {**_event("m11", "purchase", 9.5, "p1", "u7", 1, "5000"), "currency": "JPY"},
 }
 
 

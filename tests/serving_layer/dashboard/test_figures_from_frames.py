@@ -103,3 +103,12 @@ def test_health_items_show_the_speed_layer_state(state: str, errors: int, level:
     assert got == level
     assert (state.upper() in text) if state != "running" else text.startswith("running")
     assert ("boom" in text) == bool(errors)
+
+
+@pytest.mark.parametrize("hostile", [10**9, -1, 0, 61, "180", "x", None, True, 180.5, [180], {"a": 1}])
+def test_a_window_from_the_client_is_one_of_the_page_choices(hostile: object) -> None:
+    from serving_layer.dashboard.callbacks import checked_window
+    from serving_layer.dashboard.layout import DEFAULT_WINDOW, WINDOW_CHOICES
+
+    assert checked_window(hostile) == DEFAULT_WINDOW
+    assert all(checked_window(choice) == choice for choice in WINDOW_CHOICES)
