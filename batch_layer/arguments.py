@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import re
 
-__all__ = ["RUN_ID_PATTERN", "STEPS", "add_arguments", "checked_run_id"]
+__all__ = ["RUN_ID_PATTERN", "STEPS", "TASK_IDS", "add_arguments", "checked_run_id"]
 
 STEPS: tuple[str, ...] = ("validate-input", "recompute", "validate-views", "publish", "maintain")
+TASK_IDS: tuple[str, ...] = tuple(step.replace("-", "_") for step in STEPS)
+"""The Airflow task id of each step, in order (dags/retail_batch.py)."""
 
 # A run id names folders of the lake (batch/reports/<id>, batch/_staging/<id>): it starts with a letter or digit
 # and holds only characters that cannot leave that folder (no "/", never "." or ".."). Airflow's own run ids

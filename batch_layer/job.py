@@ -75,11 +75,6 @@ __all__ = ["STEPS", "CRASH_ENV", "BatchRun", "run_steps", "main", "build_parser"
 CRASH_ENV = "RETAIL_BATCH_CRASH_AT"
 
 
-# Spark settings of the batch session (on top of contracts.spark's): tuned for a nightly run of one small day on
-# two cores, harmless on a cluster (docs/batch.md, "Performance")
-BATCH_SPARK_CONF: dict[str, str] = {}
-
-
 def _observed(observation: Any, count: Callable[[], int]) -> int:
     """The row count an ``Observation`` collected, or ``count()`` when it collected nothing: a range without any
     bronze file is planned as an empty relation, the observing operator never runs and ``get`` fails."""
@@ -547,7 +542,10 @@ def run_from_args(settings: Settings, args: argparse.Namespace) -> int:
 
         warm = threading.Thread(target=warm_up, name="import-great-expectations", daemon=True)
         warm.start()
-    spark = build_spark_session(settings, app_name=f"retail-batch-{args.step}", extra_conf=BATCH_SPARK_CONF)
+    spark = build_spark_session(
+        settings,
+        app_name=f"retail-batch-{args.step}",
+    )
     if warm is not None:
         warm.join()
     run = BatchRun(

@@ -19,7 +19,7 @@ when that says there is something to do, so an idle table costs milliseconds, no
   the speed layer runs: when our OPTIMIZE commits first, the durable query's MERGE gets a concurrent-modification
   error and redoes itself (``speed_layer.sinks.merge_once`` retries every Delta conflict; its transaction id keeps
   the redo exactly-once). The report says whether the speed layer was running (a driver heartbeat in
-  speed/progress less than ``LIVE_HEARTBEAT_SECONDS`` old).
+  speed/progress no older than ``contracts.progress.HEARTBEAT_STALE_AFTER``).
 - speed/progress: rows older than its window (``RETAIL_SPEED_PROGRESS_RETENTION_HOURS`` before its newest row,
   contracts/progress.py) are deleted first, whether the table changed or not; every reader reads that window only.
 - batch views: never compacted. Each night's publish writes one file per view for its range and the
@@ -45,11 +45,10 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from contracts.progress import DEFAULT_RETENTION_HOURS, PROGRESS_TABLE
+from contracts.progress import DEFAULT_RETENTION_HOURS, HEARTBEAT_STALE_AFTER, PROGRESS_TABLE, newest_heartbeat
 from contracts.tables import Lake
 
 __all__ = [
-    "LIVE_HEARTBEAT_SECONDS",
     "MIN_FILES_TO_COMPACT",
     "MIN_RETENTION_HOURS",
     "maintain",
@@ -75,8 +74,6 @@ _NOT_COMPACTED = ("batch/sales_minute", "batch/sales_hour", "batch/sales_day")
 # micro-batch (thousands a day) and the speed tables one per MERGE, while batch/runs gains one a night and is
 # not worth a rewrite every night (Delta's own auto-compaction waits for 50)
 MIN_FILES_TO_COMPACT = 10
-# the speed layer writes a driver heartbeat every few seconds (speed_layer.progress): one this recent means it runs
-LIVE_HEARTBEAT_SECONDS = 120
 _MERGE_TARGETS = _SPEED_TABLES
 
 
@@ -210,27 +207,11 @@ def _vacuum_candidates(table: Any, hours: float) -> int | None:
 
 
 def speed_layer_heartbeat(lake: Lake, settings: Any = None) -> datetime | None:
-    """The newest driver heartbeat of the speed layer in speed/progress (query "driver", batch_id -1, no error)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from contracts.progress import recent_progress
-
+    """The newest driver heartbeat of the speed layer in speed/progress (contracts.progress.newest_heartbeat)."""
     table = _delta_rs(lake.table(PROGRESS_TABLE), settings)
     if table is None:
         return None
-    names = {field.name for field in table.schema().fields}
-    columns = ["query", "batch_id", "timestamp"] + (["error"] if "error" in names else [])
-    rows = pa.table(
-        recent_progress(table, columns, getattr(settings, "speed_progress_retention_hours", DEFAULT_RETENTION_HOURS))
-    )
-    beats = pc.and_(pc.equal(rows["query"], "driver"), pc.equal(rows["batch_id"], -1))
-    if "error" in rows.column_names:
-        beats = pc.and_(beats, pc.is_null(rows["error"]))
-    newest = pc.max(rows.filter(beats)["timestamp"]).as_py()
-    if newest is None:
-        return None
-    return newest.astimezone(UTC) if newest.tzinfo else newest.replace(tzinfo=UTC)
+    return newest_heartbeat(table, getattr(settings, "speed_progress_retention_hours", DEFAULT_RETENTION_HOURS))
 
 
 def maintain(
@@ -259,7 +240,7 @@ def maintain(
     report: dict[str, Any] = {}
     state: dict[str, Any] = {}
     heartbeat = speed_layer_heartbeat(lake, settings)
-    speed_live = heartbeat is not None and now - heartbeat < timedelta(seconds=LIVE_HEARTBEAT_SECONDS)
+    speed_live = heartbeat is not None and now - heartbeat <= HEARTBEAT_STALE_AFTER
     names = ["bronze/events", *_COMPACTED, *_NOT_COMPACTED]
     for name in names:
         path = lake.table(name)

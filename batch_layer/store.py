@@ -26,13 +26,13 @@ from pyspark.sql import functions as F
 from batch_layer.arguments import checked_run_id
 from batch_layer.interval import Coverage, Marks, RunRecord, SpeedProgress, parse_moment
 from contracts.storage import delta_rs_location
-from contracts.tables import TABLE_SCHEMAS, Lake
+from contracts.tables import RUN_FAILED, RUN_SUCCEEDED, TABLE_SCHEMAS, Lake
 
 __all__ = ["BatchStore", "RunRow", "VIEW_TABLES"]
 
 VIEW_TABLES: dict[str, str] = {"minute": "batch/sales_minute", "hour": "batch/sales_hour", "day": "batch/sales_day"}
-STATUS_SUCCEEDED = "succeeded"
-STATUS_FAILED = "failed"
+STATUS_SUCCEEDED = RUN_SUCCEEDED
+STATUS_FAILED = RUN_FAILED
 STAGED_VIEWS = "views"
 RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
 

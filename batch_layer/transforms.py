@@ -75,7 +75,6 @@ _PURCHASE = EventType.PURCHASE.value
 # ordering of the copies of one event_id: the first one bronze received wins (Kafka coordinates break ties);
 # plain names here, Columns built at call time (building a Column needs a running SparkContext)
 _FIRST_COPY = ("ingest_time", "kafka_timestamp", "kafka_topic", "kafka_partition", "kafka_offset", "event_time")
-_COPY_KEY = ("event_id", "ingest_time", "kafka_timestamp", "kafka_topic", "kafka_partition", "kafka_offset")
 
 
 def _ts(moment: datetime) -> Column:

@@ -46,6 +46,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from batch_layer.arguments import STEPS
+
 __all__ = ["main"]
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -115,7 +117,6 @@ def generate(lake_root: str, events: int, days: int, seed: int) -> dict[str, Any
 
 
 # --- a lake with N days of history, laid out like the speed layer writes it (for the nightly run) ----------
-_TS_TYPE = "timestamp[us, tz=UTC]"
 
 
 def _bronze_arrow_schema():  # type: ignore[no-untyped-def]
@@ -372,6 +373,9 @@ def _speed_tables(lake: Any, began: datetime, ended: datetime) -> None:
         ),
         mode="append",
     )
+    from contracts.progress import DRIVER_ROW, PROGRESS_TABLE
+    from speed_layer.progress import PROGRESS_ARROW_SCHEMA
+
     rows = []
     batch = int(end.timestamp()) // 10
     for minute in range(0, 120, 10):
@@ -380,25 +384,8 @@ def _speed_tables(lake: Any, began: datetime, ended: datetime) -> None:
         rows.append(
             {"query": "rollups", "batch_id": batch - minute, "timestamp": at, "watermark": at - timedelta(minutes=5)}
         )
-        rows.append({"query": "driver", "batch_id": -1, "timestamp": at})
-    schema = pa.schema(
-        [
-            ("query", pa.string()),
-            ("batch_id", pa.int64()),
-            ("run_id", pa.string()),
-            ("timestamp", ts),
-            ("input_rows", pa.int64()),
-            ("input_rows_per_s", pa.float64()),
-            ("processed_rows_per_s", pa.float64()),
-            ("batch_duration_ms", pa.int64()),
-            ("watermark", ts),
-            ("offsets_behind", pa.int64()),
-            ("late_rows", pa.int64()),
-            ("durations", pa.string()),
-            ("error", pa.string()),
-        ]
-    )
-    write_deltalake(lake.table("speed/progress"), pa.Table.from_pylist(rows, schema=schema), mode="append")
+        rows.append({"query": DRIVER_ROW, "batch_id": -1, "timestamp": at})
+    write_deltalake(lake.table(PROGRESS_TABLE), pa.Table.from_pylist(rows, schema=PROGRESS_ARROW_SCHEMA), mode="append")
 
 
 # --- the nightly run, end to end ---------------------------------------------------------------------------
@@ -462,13 +449,13 @@ def nightly_on_history(root: Path, history_days: int, events_per_day: int, extra
 # --- the two engines (each run in its own subprocess) ---------------------------------------------
 def run_spark(lake_root: str, days: int) -> dict[str, Any]:
     from batch_layer.interval import BatchInterval
-    from batch_layer.job import BATCH_SPARK_CONF, BatchRun
+    from batch_layer.job import BatchRun
     from contracts.settings import Settings
     from contracts.spark import build_spark_session
 
     began = time.monotonic()
     settings = Settings(lake_root=lake_root, spark_driver_memory="4g")
-    spark = build_spark_session(settings, app_name="bench-batch", extra_conf=BATCH_SPARK_CONF)
+    spark = build_spark_session(settings, app_name="bench-batch")
     session_s = time.monotonic() - began
     interval = BatchInterval(START, START + timedelta(days=days), 0)
     run = BatchRun(run_id="bench", interval=interval, settings=settings, spark=spark)
@@ -813,7 +800,7 @@ def _growth_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_STEP_NAMES = ("validate-input", "recompute", "validate-views", "publish", "maintain")
+_STEP_NAMES = STEPS
 
 
 def write_block(path: Path, block: str, begin: str, end: str, after: str | None = None) -> None:

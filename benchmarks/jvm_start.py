@@ -71,8 +71,8 @@ def _probe_spark(use_archive: bool) -> dict[str, Any]:
 
 def _probe_kafka(use_archive: bool) -> dict[str, Any]:
     from contracts.jvm import kafka_archive
-    from infra.jvm_archive import _free_port
     from infra.kafka_broker import LocalKafka
+    from infra.processes import free_port as _free_port
 
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="bench-jvm-") as work:

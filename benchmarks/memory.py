@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.settings import PROJECT_ROOT
+from infra.processes import free_port
 
 __all__ = ["group_pss_kib", "main", "parse_pss_kib", "summarise_samples"]
 
@@ -108,10 +108,6 @@ def summarise_samples(samples: Iterable[Mapping[str, int]]) -> dict[str, dict[st
 
 
 # --- the stack --------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _http_ok(port: int, path: str) -> bool:
@@ -132,11 +128,11 @@ class TempStack:
         self.work = work
         self.airflow = airflow
         self.ports = {
-            "kafka_port": _free_port(),
-            "kafka_controller_port": _free_port(),
-            "api_port": _free_port(),
-            "dashboard_port": _free_port(),
-            "airflow_port": _free_port(),
+            "kafka_port": free_port(),
+            "kafka_controller_port": free_port(),
+            "api_port": free_port(),
+            "dashboard_port": free_port(),
+            "airflow_port": free_port(),
         }
         overrides: dict[str, Any] = {
             **self.ports,

@@ -26,7 +26,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,16 +38,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from infra.processes import free_port
+
 __all__ = ["main"]
 
 DAY = date(2026, 2, 10)
 _ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _load() -> str:
@@ -165,8 +160,8 @@ def bench_speed(work: Path, cluster: Any, probes: int, warmup_s: float) -> dict[
 
     broker = LocalKafka(
         host="127.0.0.1",
-        port=_free_port(),
-        controller_port=_free_port(),
+        port=free_port(),
+        controller_port=free_port(),
         data_dir=work / "kafka",
         jar_cache=Settings().jar_cache,
         heap="256m",
@@ -330,10 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-scale-out-"))
     cluster = SparkStandalone(
         host="127.0.0.1",
-        master_port=_free_port(),
-        master_webui_port=_free_port(),
-        worker_ports=(_free_port(), _free_port()),
-        worker_webui_ports=(_free_port(), _free_port()),
+        master_port=free_port(),
+        master_webui_port=free_port(),
+        worker_ports=(free_port(), free_port()),
+        worker_webui_ports=(free_port(), free_port()),
         data_dir=work / "spark-cluster",
     )
     results: dict[str, Any] = {"load_at_start": _load(), "cpus": os.cpu_count()}

@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from contracts.settings import PROJECT_ROOT, Settings
 from contracts.tables import Lake
+from infra.processes import free_port
 
 __all__ = ["main"]
 
@@ -323,7 +324,7 @@ def run(root: Path, repeat: int) -> dict[str, Any]:
     q["first query after a new speed commit, minute, 24 h, total"] = _percentiles(samples)
 
     # the HTTP API through the real server over loopback (keep-alive connection)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RETAIL_LAKE_ROOT": str(root), "RETAIL_API_PORT": str(port)}
     server = subprocess.Popen(
         [sys.executable, "-m", "retail_cli.main", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -366,14 +367,6 @@ def run(root: Path, repeat: int) -> dict[str, Any]:
         samples.append(time.perf_counter() - started)
     q["dashboard full refresh after a new speed commit, 3 h"] = _percentiles(samples)
     return results
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _iso(moment: datetime) -> str:

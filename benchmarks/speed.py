@@ -38,7 +38,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -74,6 +73,7 @@ from contracts.settings import PROJECT_ROOT, Settings
 from contracts.tables import Lake
 from contracts.topics import pipeline_topics
 from infra.kafka_broker import LocalKafka
+from infra.processes import free_port
 from speed_layer.job import default_part
 
 MARK_START, MARK_END = "<!-- bench-speed:start -->", "<!-- bench-speed:end -->"
@@ -96,12 +96,6 @@ PHASES = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBatch", 
 
 def _log(message: str) -> None:
     print(f"[bench-speed {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _now_ms() -> int:
@@ -237,7 +231,7 @@ class Stack:
 
     @classmethod
     def create(cls, work: Path) -> Stack:
-        kafka_port, controller_port, api_port = _free_port(), _free_port(), _free_port()
+        kafka_port, controller_port, api_port = free_port(), free_port(), free_port()
         bootstrap = f"127.0.0.1:{kafka_port}"
         overrides = {
             "kafka_host": "127.0.0.1",
@@ -250,7 +244,7 @@ class Stack:
             "run_dir": work / "run",
             "bind_host": "127.0.0.1",
             "api_port": api_port,
-            "dashboard_port": _free_port(),
+            "dashboard_port": free_port(),
             "serving_speed_source": "kafka",
             # the lag analysis reads every micro-batch's offsets and commit files: keep them all (Spark deletes all
             # but the last 100, which at ~1 batch/s lost the first rate's window)

@@ -17,6 +17,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from batch_layer.arguments import STEPS
 from benchmarks.batch import FLAT_GROWTH, TARGET_NIGHTLY_S, TARGET_RATIO
 from benchmarks.speed import TARGET_ALERT_P95_S, TARGET_DRAIN_EPS, TARGET_P95_1K_S, TARGET_P95_10K_S
 
@@ -35,7 +36,7 @@ __all__ = [
 MARK_START, MARK_END = "<!-- bench-summary:start -->", "<!-- bench-summary:end -->"
 TARGET_SERVE_P95_MS = 20.0
 SERVE_HEADLINE = "merged minute, last 24 h, total (1,440 rows)"
-BATCH_STEPS = ("validate-input", "recompute", "validate-views", "publish", "maintain")
+BATCH_STEPS = STEPS
 
 
 # --- numbers out of each benchmark's JSON --------------------------------------------------------------------

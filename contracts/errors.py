@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RetailError", "ConfigError", "SetupError", "ContractError"]
+__all__ = ["RetailError", "ConfigError", "SetupError"]
 
 
 class RetailError(Exception):
@@ -15,7 +15,3 @@ class ConfigError(RetailError):
 
 class SetupError(RetailError):
     """Something `make setup` should have installed is missing (a jar, Java, the venv)."""
-
-
-class ContractError(RetailError):
-    """An argument does not fit the event contract (docs/design.md)."""

@@ -39,8 +39,6 @@ __all__ = [
     "HLL_LG_CONFIG_K",
     "TOTAL_KEY",
     "DIMENSIONS",
-    "SALES_KEY_COLUMNS",
-    "SALES_METRIC_COLUMNS",
     "sales_rollup",
     "revenue_of",
     "money_total",
@@ -53,8 +51,6 @@ DIMENSIONS: tuple[str, ...] = ("total", "product", "category")
 TOTAL_KEY = "all"
 # log2 of the sketch's bucket count: 12 is Spark's default (about 1.6 % standard error)
 HLL_LG_CONFIG_K = 12
-SALES_KEY_COLUMNS: tuple[str, ...] = ("bucket_start", "dimension", "key")
-SALES_METRIC_COLUMNS: tuple[str, ...] = ("revenue", "orders", "units")
 
 _SALES_EVENT_TYPES = [EventType.PAGE_VIEW.value, EventType.ADD_TO_CART.value, EventType.PURCHASE.value]
 

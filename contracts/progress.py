@@ -15,11 +15,26 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["DEFAULT_RETENTION_HOURS", "PROGRESS_TABLE", "oldest_row", "progress_cutoff", "recent_progress"]
+__all__ = [
+    "DEFAULT_RETENTION_HOURS",
+    "DRIVER_ROW",
+    "HEARTBEAT_STALE_AFTER",
+    "PROGRESS_TABLE",
+    "newest_heartbeat",
+    "oldest_row",
+    "progress_cutoff",
+    "recent_progress",
+]
 
 PROGRESS_TABLE = "speed/progress"
 DEFAULT_RETENTION_HOURS = 48
 """RETAIL_SPEED_PROGRESS_RETENTION_HOURS by default."""
+DRIVER_ROW = "driver"
+"""The ``query`` of the speed driver's own rows: a heartbeat every few seconds (batch_id -1), or the error that
+stopped it (batch_id -1, ``error`` set)."""
+HEARTBEAT_STALE_AFTER = timedelta(seconds=60)
+"""The speed driver writes a heartbeat every 5 s (speed_layer/progress.py): this long without one means it is gone.
+The one liveness threshold of the serving layer's health, the batch maintenance's report and ``retail``'s checks."""
 
 
 def _stat(table: Any, bound: str) -> datetime | None:
@@ -56,3 +71,21 @@ def recent_progress(table: Any, columns: list[str], retention_hours: float) -> A
     if cutoff is None:
         return dataset.to_table(columns=columns)
     return dataset.to_table(columns=columns, filter=ds.field("timestamp") >= cutoff)
+
+
+def newest_heartbeat(table: Any, retention_hours: float) -> datetime | None:
+    """The newest heartbeat of the speed driver in ``table`` (delta-rs speed/progress): query DRIVER_ROW,
+    batch_id -1, no error; within the window."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = {field.name for field in table.schema().fields}
+    columns = ["query", "batch_id", "timestamp"] + (["error"] if "error" in names else [])
+    rows = pa.table(recent_progress(table, columns, retention_hours))
+    beats = pc.and_(pc.equal(rows["query"], DRIVER_ROW), pc.equal(rows["batch_id"], -1))
+    if "error" in rows.column_names:
+        beats = pc.and_(beats, pc.is_null(rows["error"]))
+    newest = pc.max(rows.filter(beats)["timestamp"]).as_py()
+    if newest is None:
+        return None
+    return newest.astimezone(UTC) if newest.tzinfo else newest.replace(tzinfo=UTC)

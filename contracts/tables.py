@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 from contracts.events import EVENT_FIELD_TYPES
 
-__all__ = ["TABLE_NAMES", "TABLE_SCHEMAS", "BRONZE_COLUMNS", "QUARANTINE_COLUMNS", "Lake"]
+__all__ = [
+    "TABLE_NAMES",
+    "TABLE_SCHEMAS",
+    "BRONZE_COLUMNS",
+    "QUARANTINE_COLUMNS",
+    "RUN_FAILED",
+    "RUN_SUCCEEDED",
+    "Lake",
+]
 
 TABLE_NAMES: tuple[str, ...] = (
     "bronze/events",
@@ -125,4 +133,9 @@ TABLE_SCHEMAS: dict[str, str] = {
     "batch/lease": "holder string, token bigint, acquired_at timestamp, expires_at timestamp",
 }
 TABLE_SCHEMAS["batch/sales_hour"] = TABLE_SCHEMAS["batch/sales_minute"]
+
+RUN_SUCCEEDED = "succeeded"
+"""batch/runs.status of a run that published its views and marks."""
+RUN_FAILED = "failed"
+"""batch/runs.status of a run whose gate failed: it published nothing."""
 TABLE_SCHEMAS["batch/sales_day"] = TABLE_SCHEMAS["batch/sales_minute"]

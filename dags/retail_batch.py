@@ -29,7 +29,7 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import CronDataIntervalTimetable, chain, dag
 
-from batch_layer.arguments import STEPS
+from batch_layer.arguments import STEPS, TASK_IDS
 from contracts.settings import Settings
 
 JOB = str(Path(__file__).resolve().parents[1] / "batch_layer" / "job.py")
@@ -74,7 +74,7 @@ class RetailSparkSubmitOperator(SparkSubmitOperator):
 def retail_batch() -> None:
     tasks = [
         RetailSparkSubmitOperator(
-            task_id=step.replace("-", "_"),
+            task_id=task_id,
             conn_id=_SETTINGS.airflow_spark_conn_id,
             application=JOB,
             name=f"retail-batch-{step}",
@@ -97,7 +97,7 @@ def retail_batch() -> None:
                 str(_LEASE_WAIT_SECONDS),
             ],
         )
-        for step in STEPS
+        for step, task_id in zip(STEPS, TASK_IDS, strict=True)
     ]
     chain(*tasks)
 

@@ -45,7 +45,9 @@ from datetime import time as day_time
 from decimal import Decimal
 from typing import Any, TextIO
 
+from batch_layer.arguments import TASK_IDS
 from contracts.settings import Settings
+from contracts.tables import RUN_SUCCEEDED
 from event_generator.generator import GeneratedRecord, produce
 from event_generator.retail_day import DayConfig, LivePlan, RetailDay, day_phase
 from infra.airflow_local import LocalAirflow
@@ -56,7 +58,7 @@ from infra.services import Services
 __all__ = ["DemoOptions", "add_arguments", "options_from_args", "run_demo"]
 
 DAG_ID = "retail_batch"
-_TASKS = ("validate_input", "recompute", "validate_views", "publish", "maintain")
+_TASKS = TASK_IDS
 
 
 @dataclass(frozen=True)
@@ -497,7 +499,7 @@ class Demo:
         last = health.get("last_batch_run") or {}
         w = health.get("high_water_mark")
         ours = self.run_id is not None and last.get("run_id") == self.run_id
-        if ours and w and str(last.get("status", "")).lower() in ("succeeded", "success") and self.w_at is None:
+        if ours and w and str(last.get("status", "")).lower() == RUN_SUCCEEDED and self.w_at is None:
             self.high_water_mark, self.w_at = str(w), self.elapsed()
             self.say(f"W = {w} is served: batch rows before it are final (the dashboard shows W in its header)")
 

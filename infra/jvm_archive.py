@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,16 +29,11 @@ from pathlib import Path
 
 from contracts.jvm import kafka_archive, spark_archive
 from contracts.settings import PROJECT_ROOT, Settings
+from infra.processes import free_port
 
 __all__ = ["build_kafka_archive", "build_spark_archive", "main"]
 
 _DUMP_TIMEOUT_S = 600.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _install(fresh: Path, archive: Path) -> None:
@@ -168,8 +162,8 @@ def _train_kafka(jar_cache: Path, fresh: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="retail-jvm-archive-") as work:
         broker = LocalKafka(
             host="127.0.0.1",
-            port=_free_port(),
-            controller_port=_free_port(),
+            port=free_port(),
+            controller_port=free_port(),
             data_dir=Path(work) / "kafka",
             jar_cache=jar_cache,
             heap="256m",

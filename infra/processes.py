@@ -1,4 +1,5 @@
-"""Process-group helpers shared by everything that starts long-running processes (broker, services, Airflow).
+"""Process-group helpers shared by everything that starts long-running processes (broker, services, Airflow), and
+the free-port helper every temporary stack (tests, benchmarks, the JVM archive build) uses.
 
 Each long-running process is started in its own session (``start_new_session=True``), so its PID is also its
 process-group id and stopping the group takes down the JVMs and workers it forked.
@@ -9,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 __all__ = [
+    "free_port",
     "alive",
     "group_alive",
     "signal_group",
@@ -22,6 +25,13 @@ __all__ = [
     "read_pid_file",
     "pid_file_state",
 ]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def alive(pid: int) -> bool:

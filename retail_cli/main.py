@@ -152,11 +152,9 @@ def _speed_layer_runs(settings: Settings) -> str | None:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    from contracts.progress import PROGRESS_TABLE, recent_progress
+    from contracts.progress import HEARTBEAT_STALE_AFTER, PROGRESS_TABLE, newest_heartbeat
     from contracts.storage import delta_rs_location
     from contracts.tables import Lake
-    from serving_layer.service import HEARTBEAT_STALE_AFTER
-    from speed_layer.progress import DRIVER_ROW
 
     lake = Lake(settings.lake_root, settings.checkpoint_root)
     uri, options = delta_rs_location(lake.table(PROGRESS_TABLE), settings)
@@ -164,16 +162,10 @@ def _speed_layer_runs(settings: Settings) -> str | None:
         table = DeltaTable(uri, storage_options=options)
     except TableNotFoundError:
         return None
-    progress = recent_progress(table, ["query", "timestamp", "error"], settings.speed_progress_retention_hours)
-    beats = [
-        row["timestamp"]
-        for row in progress.to_pylist()
-        if row["query"] == DRIVER_ROW and not row["error"] and row["timestamp"] is not None
-    ]
-    newest = max(beats, default=None)
-    if newest is not None and datetime.now(UTC) - newest.astimezone(UTC) <= HEARTBEAT_STALE_AFTER:
+    newest = newest_heartbeat(table, settings.speed_progress_retention_hours)
+    if newest is not None and datetime.now(UTC) - newest <= HEARTBEAT_STALE_AFTER:
         return (
-            f"a speed driver wrote a heartbeat at {newest.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} (stop it, then wait "
+            f"a speed driver wrote a heartbeat at {newest:%Y-%m-%dT%H:%M:%SZ} (stop it, then wait "
             f"{int(HEARTBEAT_STALE_AFTER.total_seconds())} s)"
         )
     return None

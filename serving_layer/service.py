@@ -32,8 +32,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contracts.progress import HEARTBEAT_STALE_AFTER
 from contracts.settings import Settings
-from contracts.tables import Lake
+from contracts.tables import RUN_SUCCEEDED, Lake
 from serving_layer.errors import BadRequest
 from serving_layer.lake import (
     FileRowCache,
@@ -74,7 +75,7 @@ __all__ = [
 ]
 
 # statuses of batch/runs rows whose W and view versions may be served (compared case-insensitively)
-SUCCESS_STATUSES = frozenset({"success", "succeeded"})
+SUCCESS_STATUSES = frozenset({RUN_SUCCEEDED})
 # longest [start, end) one query may ask for, per grain: keeps every answer small enough to serve in milliseconds
 MAX_RANGE: dict[str, timedelta] = {
     "minute": timedelta(days=31),
@@ -655,10 +656,6 @@ class ServingLayer:
 
         batches, status_rows = self._cache.get(("progress", version), build)
         return batches, speed_liveness(status_rows, self.now())
-
-
-# the speed driver writes a heartbeat row every 5 s (speed_layer.progress); this long without one means it is gone
-HEARTBEAT_STALE_AFTER = timedelta(seconds=60)
 
 
 def speed_liveness(status_rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:

@@ -96,7 +96,6 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{f"{unit}s": amount})
 
 
-POOLS = ("live", "bronze", "durable")
 PARTS = ("split", "one", "events", "copy")
 # set by CopyDriver in its child's environment: the parent's pid (become_copy_child)
 COPY_PARENT_ENV = "RETAIL_SPEED_COPY_PARENT_PID"
@@ -378,7 +377,8 @@ class CopyDriver:
 
     def __init__(self, settings: Settings) -> None:
         niceness = settings.speed_copy_niceness
-        argv = [sys.executable, "-m", "retail_cli.main", "speed", "--part", "copy"]
+        # the speed layer's own entry point (main below), not the CLI above it
+        argv = [sys.executable, "-m", "speed_layer.job", "--part", "copy"]
         # No preexec_fn: Python code between fork and exec can deadlock in this multi-threaded driver (py4j, the
         # progress recorder). The child lowers its own priority and ties itself to this process first thing
         # (become_copy_child), before it starts any thread or its JVM.
@@ -397,7 +397,7 @@ class CopyDriver:
             if not self.stopping.is_set():
                 on_exit(code)
 
-        threading.Thread(target=wait, name="store-driver-watch", daemon=True).start()
+        threading.Thread(target=wait, name="copy-driver-watch", daemon=True).start()
 
     def stop(self, grace_s: float = 90.0) -> bool:
         """SIGTERM (its queries stop between batches), then SIGKILL after ``grace_s``; False if it had failed."""
@@ -525,3 +525,26 @@ def run(settings: Settings, available_now: bool = False, part: str | None = None
             failed = True
         recorder.close()
     return 1 if failed or copy_failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m speed_layer.job [--part PART]``: how CopyDriver starts its child. Errors a user can cause are
+    one line and exit code 2, Ctrl-C is 130, as with ``retail speed``."""
+    import argparse
+
+    from contracts.errors import RetailError
+
+    parser = argparse.ArgumentParser(prog="python -m speed_layer.job", description="Run the speed layer.")
+    parser.add_argument("--part", choices=PARTS, default=None, help="which queries run here (default: by master)")
+    args = parser.parse_args(argv)
+    try:
+        return run(Settings(), part=args.part)
+    except KeyboardInterrupt:
+        return 130
+    except (RetailError, ValueError, OSError) as error:
+        print(f"speed layer ({args.part or 'default part'}): {error}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,7 +20,8 @@ from pyspark.sql import SparkSession
 __all__ = ["ProgressRecorder", "PROGRESS_ARROW_SCHEMA", "progress_row", "DRIVER_ROW", "status_row"]
 
 # the `query` of the rows that speak for the whole driver: heartbeats while it runs, and its fatal errors
-DRIVER_ROW = "driver"
+
+from contracts.progress import DRIVER_ROW
 
 log = logging.getLogger(__name__)
 

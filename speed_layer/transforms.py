@@ -29,7 +29,6 @@ __all__ = [
     "minute_rollups",
     "inventory_updates",
     "INVENTORY_OUTPUT_SCHEMA",
-    "alert_id_for",
     "sales_records",
     "inventory_records",
     "latest_speed_rows",
@@ -70,14 +69,6 @@ INVENTORY_OUTPUT_SCHEMA = (
     "last_event_time timestamp, alert_id string, alert_at timestamp, stock_at_open bigint, opened_at timestamp, "
     "resolved_at timestamp"
 )
-
-
-def alert_id_for(product_id: str, kafka_partition: int, kafka_offset: int) -> str:
-    """Deterministic alert id: the product and the Kafka coordinates of the event that crossed the threshold.
-
-    A replayed micro-batch produces the same id, so consumers of retail.alerts deduplicate by it.
-    """
-    return f"low_stock:{product_id}:{kafka_partition}:{kafka_offset}"
 
 
 def inventory_updates(

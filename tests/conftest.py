@@ -6,19 +6,13 @@ stopped at the end of the session, so tests never touch a developer's running st
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from contracts.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from infra.processes import free_port  # re-exported: the tests import it from here
 
 
 @pytest.fixture(scope="session")

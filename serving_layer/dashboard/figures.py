@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from contracts.tables import RUN_SUCCEEDED
+
 __all__ = [
     "BATCH_COLOUR",
     "SPEED_COLOUR",
@@ -199,7 +201,7 @@ def health_items(health: dict[str, Any]) -> list[tuple[str, str, str]]:
     behind = health.get("offsets_behind")
     run = health.get("last_batch_run") or {}
     status = str(run.get("status") or "none")
-    run_level = "ok" if status.lower() in ("succeeded", "success") else "warn" if not run else "bad"
+    run_level = "ok" if status.lower() == RUN_SUCCEEDED else "warn" if not run else "bad"
     speed = health.get("speed_layer") or {}
     speed_state = str(speed.get("state") or "unknown")
     speed_text = speed_state.upper() if speed_state != "running" else "running"

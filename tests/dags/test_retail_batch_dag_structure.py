@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from batch_layer.arguments import TASK_IDS
+
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "retail_batch.py"
 
 _PROBE = """
@@ -44,7 +46,7 @@ def test_dag_declares_nightly_schedule_stages_and_interval_arguments(tmp_path: P
     assert facts["timetable"] == "CronDataIntervalTimetable"
     assert (facts["summary"], facts["tz"], facts["max_active_runs"]) == ("0 2 * * *", "UTC", 1)
     assert facts["start_tz"] in ("UTC", "Timezone('UTC')")
-    order = ["validate_input", "recompute", "validate_views", "publish", "maintain"]
+    order = list(TASK_IDS)
     tasks = facts["tasks"]
     assert sorted(tasks) == sorted(order)
     for upstream, task_id in zip([None, *order], order, strict=False):

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 
+from batch_layer.arguments import TASK_IDS
 from batch_layer.interval import BatchInterval
 from batch_layer.store import BatchStore
 from contracts.settings import PROJECT_ROOT
@@ -25,7 +26,7 @@ from tests.scale_out.conftest import pipeline_env
 # slow on a busy 2-core box (several JVMs per test): past the suite's 900 s default
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.airflow, pytest.mark.timeout(2400)]
 
-TASKS = ("validate_input", "recompute", "validate_views", "publish", "maintain")
+TASKS = TASK_IDS
 
 
 def test_nightly_dag_tasks_run_on_the_standalone_cluster(spark, settings, test_root, spark_cluster) -> None:  # type: ignore[no-untyped-def]
