@@ -39,6 +39,7 @@ __all__ = [
     "HLL_LG_CONFIG_K",
     "TOTAL_KEY",
     "DIMENSIONS",
+    "SALES_METRIC_COLUMNS",
     "sales_rollup",
     "revenue_of",
     "money_total",
@@ -49,6 +50,8 @@ UserCount = Literal["exact", "sketch"]
 GRAINS: dict[str, str] = {"minute": "1 minute", "hour": "1 hour", "day": "1 day"}
 DIMENSIONS: tuple[str, ...] = ("total", "product", "category")
 TOTAL_KEY = "all"
+# the additive measures of a sales view (notebooks/02_reconcile_speed_and_batch.ipynb compares them)
+SALES_METRIC_COLUMNS: tuple[str, ...] = ("revenue", "orders", "units")
 # log2 of the sketch's bucket count: 12 is Spark's default (about 1.6 % standard error)
 HLL_LG_CONFIG_K = 12
 
