@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -99,14 +100,22 @@ def optimize(spark: SparkSession, path: str, where: str | None = None, attempts:
     """
     from delta.tables import DeltaTable
 
+    def compact() -> dict[str, Any]:
+        builder = DeltaTable.forPath(spark, path).optimize()
+        if where:
+            builder = builder.where(where)
+        row = builder.executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+        return {"files_added": int(row[0] or 0), "files_removed": int(row[1] or 0)} if row else {}
+
+    return _retrying_conflicts(compact, attempts)
+
+
+def _retrying_conflicts(action: Callable[[], dict[str, Any]], attempts: int) -> dict[str, Any]:
+    """``action()`` plus ``"attempts"``; a Delta concurrent-modification error is retried up to ``attempts`` times
+    in all (0.5 s, 1 s, 1.5 s ... apart), any other error is raised at once."""
     for attempt in range(1, attempts + 1):
         try:
-            builder = DeltaTable.forPath(spark, path).optimize()
-            if where:
-                builder = builder.where(where)
-            row = builder.executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
-            result = {"files_added": int(row[0] or 0), "files_removed": int(row[1] or 0)} if row else {}
-            return {**result, "attempts": attempt}
+            return {**action(), "attempts": attempt}
         except Exception as error:  # noqa: BLE001 - only a lost race is retried
             if not _is_conflict(error) or attempt == attempts:
                 raise
@@ -123,16 +132,12 @@ def prune_progress(spark: SparkSession, path: str, table: Any, retention_hours: 
     if cutoff is None or oldest is None or oldest >= cutoff:
         return f"skipped: no row older than {retention_hours:g} h before the newest"
     literal = f"TIMESTAMP'{cutoff.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}'"
-    for attempt in range(1, attempts + 1):
-        try:
-            row = spark.sql(f"DELETE FROM delta.`{path}` WHERE timestamp < {literal}").first()
-            deleted = int(row[0] or 0) if row is not None else None
-            return {"before": cutoff.isoformat(), "deleted_rows": deleted, "attempts": attempt}
-        except Exception as error:  # noqa: BLE001 - only a lost race is retried
-            if not _is_conflict(error) or attempt == attempts:
-                raise
-            time.sleep(0.5 * attempt)
-    raise AssertionError("unreachable")
+
+    def delete() -> dict[str, Any]:
+        row = spark.sql(f"DELETE FROM delta.`{path}` WHERE timestamp < {literal}").first()
+        return {"before": cutoff.isoformat(), "deleted_rows": int(row[0] or 0) if row is not None else None}
+
+    return _retrying_conflicts(delete, attempts)
 
 
 def retention_hours_of(properties: dict[str, str]) -> float | None:

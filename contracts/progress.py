@@ -7,7 +7,7 @@ from the table's **newest** row (not from now): a speed layer stopped for a week
 an answer is the same before and after the nightly maintenance deleted the rows outside the window.
 
 Readers go through :func:`recent_progress` (delta-rs, no JVM; files wholly outside the window are skipped by their
-statistics); the batch maintenance deletes ``rows_before(cutoff)`` (batch_layer/maintenance.py).
+statistics); the batch maintenance deletes the rows before :func:`progress_cutoff` (batch_layer/maintenance.py).
 """
 
 from __future__ import annotations
@@ -45,7 +45,11 @@ def _stat(table: Any, bound: str) -> datetime | None:
     name = f"{bound}.timestamp"
     if actions.num_rows == 0 or name not in actions.column_names:
         return None
-    value = (pc.max if bound == "max" else pc.min)(actions[name]).as_py()
+    return _utc((pc.max if bound == "max" else pc.min)(actions[name]).as_py())
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # delta-rs gives timestamp columns as aware UTC values, statistics sometimes as naive UTC ones
     if value is None:
         return None
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
@@ -85,7 +89,4 @@ def newest_heartbeat(table: Any, retention_hours: float) -> datetime | None:
     beats = pc.and_(pc.equal(rows["query"], DRIVER_ROW), pc.equal(rows["batch_id"], -1))
     if "error" in rows.column_names:
         beats = pc.and_(beats, pc.is_null(rows["error"]))
-    newest = pc.max(rows.filter(beats)["timestamp"]).as_py()
-    if newest is None:
-        return None
-    return newest.astimezone(UTC) if newest.tzinfo else newest.replace(tzinfo=UTC)
+    return _utc(pc.max(rows.filter(beats)["timestamp"]).as_py())

@@ -30,6 +30,22 @@ def lake_settings(settings: Settings, test_root: Path, name: str) -> Settings:
     )
 
 
+def two_day_lake(spark, settings: Settings, test_root: Path, name: str, seed: int, count: int):  # type: ignore[no-untyped-def]
+    """(settings, Lake, rows): a lake of its own whose bronze holds ``count`` generated events on DAY and as many
+    on the day after (seeds ``seed`` and ``seed + 1``), from 01:00."""
+    from contracts.tables import Lake
+
+    lake_config = lake_settings(settings, test_root, name)
+    lake = Lake(lake_config.lake_root, lake_config.checkpoint_root)
+    rows = [
+        row
+        for offset in (0, 1)
+        for row in generated_events(seed + offset, count, DAY + timedelta(days=offset, hours=1), rate=0.01)
+    ]
+    write_bronze(spark, lake.bronze_events, rows)
+    return lake_config, lake, rows
+
+
 def generated_events(seed: int, count: int, start: datetime, rate: float) -> list[dict]:
     """Generator events as bronze would hold them: duplicates re-sent, late ones ingested late, Kafka offsets."""
     config = GeneratorConfig(

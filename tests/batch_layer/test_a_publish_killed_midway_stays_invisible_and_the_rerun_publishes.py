@@ -16,16 +16,13 @@ import pytest
 from batch_layer.job import CRASH_ENV, run_steps
 from batch_layer.store import BatchStore
 from contracts.settings import PROJECT_ROOT
-from contracts.tables import Lake
 from tests.batch_layer.conftest import (
     DAY,
     actual_view,
     batch_run,
     expected_views,
-    generated_events,
-    lake_settings,
     run_batch,
-    write_bronze,
+    two_day_lake,
 )
 
 NEXT = DAY + timedelta(days=1)
@@ -34,11 +31,7 @@ _VERSIONS = {"minute": "sales_minute_version", "hour": "sales_hour_version", "da
 
 @pytest.fixture(scope="module")
 def crash_lake(spark, settings, test_root, batch_env):  # type: ignore[no-untyped-def]
-    batch_settings = lake_settings(settings, test_root, "batch_crash")
-    lake = Lake(batch_settings.lake_root, batch_settings.checkpoint_root)
-    rows = generated_events(seed=51, count=80, start=DAY + timedelta(hours=1), rate=0.01)
-    rows += generated_events(seed=52, count=80, start=NEXT + timedelta(hours=1), rate=0.01)
-    write_bronze(spark, lake.bronze_events, rows)
+    batch_settings, lake, rows = two_day_lake(spark, settings, test_root, "batch_crash", seed=51, count=80)
     run_batch(spark, batch_settings, DAY, run_id="day-1", lookback_days=0)
     return batch_settings, lake, rows
 

@@ -25,15 +25,12 @@ from batch_layer.job import run_steps
 from batch_layer.lease import LEASE_TABLE, Lease, LeaseHeld, LeaseLost, LeaseState, decide
 from batch_layer.store import BatchStore
 from contracts.settings import PROJECT_ROOT
-from contracts.tables import Lake
 from tests.batch_layer.conftest import (
     DAY,
     actual_view,
     batch_run,
     expected_views,
-    generated_events,
-    lake_settings,
-    write_bronze,
+    two_day_lake,
 )
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -115,12 +112,7 @@ def test_racing_runs_take_the_lease_once_and_a_taken_lease_is_lost(tmp_path) -> 
 # --- the job ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lease_lake(spark, settings, test_root, batch_env):  # type: ignore[no-untyped-def]
-    batch_settings = lake_settings(settings, test_root, "batch_lease")
-    lake = Lake(batch_settings.lake_root, batch_settings.checkpoint_root)
-    rows = generated_events(seed=61, count=60, start=DAY + timedelta(hours=1), rate=0.01)
-    rows += generated_events(seed=62, count=60, start=NEXT + timedelta(hours=1), rate=0.01)
-    write_bronze(spark, lake.bronze_events, rows)
-    return batch_settings, lake, rows
+    return two_day_lake(spark, settings, test_root, "batch_lease", seed=61, count=60)
 
 
 def test_a_second_run_is_refused_or_waits_and_a_run_that_lost_its_lease_publishes_nothing(spark, lease_lake) -> None:  # type: ignore[no-untyped-def]
